@@ -50,6 +50,21 @@ class DragConfig:
     latent_blending: bool = True  # reset the latent outside the region after each step
     anchor_original_features: bool = False  # GoodDrag: supervise toward original features
 
+    # --- per-image LoRA (DragDiffusion) ---
+    lora_rank: int = 16  # rank on to_q / to_k / to_v / to_out.0, lora_alpha = rank (scale 1)
+    lora_steps: int = 80  # AdamW steps
+    lora_lr: float = 5e-4  # AdamW learning rate
+    lora_batch_size: int = 4  # copies of the image per step, each with fresh noise and t
+
+    # --- PPR (DragPD; weight 0 = off) ---
+    ppr_weight: float = 0.0  # w_ppr; provisional 0 until the toy benchmark calibrates it
+    ppr_mode: str = "reference"  # "reference": stats of z vs z*; "noise": implied noise vs N(0,1)
+    ppr_window: str = "global"  # pool statistics over "global" latent or the editable "region"
+
+    # --- CLIP reward (DragPD; weight 0 = off; needs an edit text) ---
+    clip_weight: float = 0.0  # w_clip: L_clip = -w_clip · R
+    clip_every: int = 1  # apply the reward every k-th iteration (it costs a decoder backward)
+
     # --- final denoise (DragDiffusion) ---
     mutual_attention: bool = True  # edited branch reads the reference branch's keys/values
     mutual_attention_start: int = 10  # first self-attention layer that shares (model preset)
@@ -71,6 +86,15 @@ class DragConfig:
             (self.dwpt_beta >= 0.0, "dwpt_beta must be >= 0 (0 is nearest neighbour)"),
             (self.default_region_margin > 0.0, "default_region_margin must be positive"),
             (self.mutual_attention_start >= 0, "mutual_attention_start must be >= 0"),
+            (self.lora_rank >= 1, "lora_rank must be >= 1"),
+            (self.lora_steps >= 0, "lora_steps must be >= 0"),
+            (self.lora_lr > 0.0, "lora_lr must be positive"),
+            (self.lora_batch_size >= 1, "lora_batch_size must be >= 1"),
+            (self.ppr_weight >= 0.0, "ppr_weight must be >= 0 (0 is off)"),
+            (self.ppr_mode in ("reference", "noise"), "ppr_mode must be 'reference' or 'noise'"),
+            (self.ppr_window in ("global", "region"), "ppr_window must be 'global' or 'region'"),
+            (self.clip_weight >= 0.0, "clip_weight must be >= 0 (0 is off)"),
+            (self.clip_every >= 1, "clip_every must be >= 1"),
             (
                 self.autocast_dtype in (None, "float16", "bfloat16"),
                 "autocast_dtype must be None, 'float16' or 'bfloat16'",
@@ -91,12 +115,14 @@ class DragConfig:
 
     @classmethod
     def dragdiffusion(cls, model: str = "sd15", **overrides: Any) -> DragConfig:
-        """DragDiffusion's loop: nearest-neighbour tracking, no default region, no blending."""
+        """DragDiffusion's loop: NN tracking, no default region, no blending, no PPR, no CLIP."""
         baseline = {
             "dwpt_beta": 0.0,
             "default_region": False,
             "latent_blending": False,
             "anchor_original_features": False,
+            "ppr_weight": 0.0,
+            "clip_weight": 0.0,
         }
         return cls.for_model(model, **{**baseline, **overrides})
 

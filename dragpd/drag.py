@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from ._torch import frozen
 from .config import DragConfig
 from .features import capture_up_block, resize_features
 from .inversion import Inversion, predict_noise
@@ -21,7 +21,9 @@ from .motion import (
     sample_patches,
 )
 from .points import DragPoints, scale_points
-from .schedule import ddim_step
+from .prior import ppr_loss
+from .reward import ClipReward
+from .schedule import ddim_step, predict_x0
 from .tracking import track_points
 
 __all__ = ["DragCallback", "DragResult", "DragStep", "drag", "editable_region"]
@@ -37,14 +39,14 @@ class DragStep:
         iteration: 0-based iteration index.
         handles: ``(N, 2)`` float64 (x, y) image pixels where the handles were tracked to.
         loss: total loss of the update made in this iteration (``None`` if none was made).
-        motion_loss, background_loss: its parts (``None`` likewise).
+        terms: its parts: "motion", and where active "background", "ppr" (weighted
+            losses) and "clip_reward" (the unweighted mean reward R).
     """
 
     iteration: int
     handles: Tensor
     loss: float | None = None
-    motion_loss: float | None = None
-    background_loss: float | None = None
+    terms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +73,9 @@ class DragResult:
 DragCallback = Callable[[DragStep, Tensor], "bool | None"]
 """``callback(step, latent)`` after tracking in each iteration; return True to stop."""
 
+Decoder = Callable[[Tensor], Tensor]
+"""Differentiable ``(B, C, h, w)`` scaled latent → ``(B, 3, H, W)`` image in [0, 1]."""
+
 
 def editable_region(
     points: DragPoints, config: DragConfig, mask: Tensor | None = None
@@ -95,20 +100,6 @@ def editable_region(
     if config.default_region:
         return default_editable_region(points, config.default_region_margin)
     return None
-
-
-@contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
-    """Turn off requires_grad on every parameter; restore each flag on exit."""
-    params = list(module.parameters())
-    flags = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
 
 
 def _check_inputs(unet: nn.Module, inversion: Inversion, points: DragPoints) -> None:
@@ -139,6 +130,8 @@ def drag(
     config: DragConfig | None = None,
     mask: Tensor | None = None,
     callback: DragCallback | None = None,
+    reward: ClipReward | None = None,
+    decoder: Decoder | None = None,
 ) -> DragResult:
     """Move the content at each handle to its target by optimising the inverted latent.
 
@@ -147,7 +140,10 @@ def drag(
     features at the original handles (DWPT when ``config.dwpt_beta > 0``); stop if all
     arrived; else one Adam step on z of motion supervision plus the masked background
     term on the one-step DDIM prediction; then, with ``config.latent_blending``, reset z
-    outside the editable region. UNet weights are frozen (and restored); gradients reach
+    outside the editable region. With ``config.ppr_weight > 0`` the PPR term
+    (:func:`~dragpd.prior.ppr_loss`) and with ``config.clip_weight > 0`` the CLIP reward
+    on the decoded x̂₀ (every ``config.clip_every`` iterations) join the loss; each is
+    exactly absent at weight 0. UNet weights are frozen (and restored); gradients reach
     only z. Runs under ``inference_mode(False)`` and ``enable_grad()``, so it may be
     called from inside ``torch.inference_mode()``.
 
@@ -158,14 +154,21 @@ def drag(
         config: :class:`DragConfig`; ``DragConfig()`` when ``None``.
         mask: ``(H, W)`` editable region overriding ``points.mask``.
         callback: ``callback(step, latent)`` each iteration; return True to stop.
+        reward: :class:`~dragpd.reward.ClipReward`, required when ``config.clip_weight > 0``.
+        decoder: differentiable latent → image, required with ``reward`` (see ``Decoder``).
 
     Returns:
         :class:`DragResult`. Nothing passed in is modified.
     """
     config = config or DragConfig()
     _check_inputs(unet, inversion, points)
-    with torch.inference_mode(False), torch.enable_grad(), _frozen(unet):
-        return _optimise(unet, inversion, points, config, mask, callback)
+    if config.clip_weight > 0 and (reward is None or decoder is None):
+        raise ValueError(
+            "clip_weight > 0 needs a reward (ClipReward.from_open_clip(...)) and a "
+            "differentiable decoder; pass both, or set clip_weight=0."
+        )
+    with torch.inference_mode(False), torch.enable_grad(), frozen(unet):
+        return _optimise(unet, inversion, points, config, mask, callback, reward, decoder)
 
 
 def _optimise(
@@ -175,6 +178,8 @@ def _optimise(
     config: DragConfig,
     mask: Tensor | None,
     callback: DragCallback | None,
+    reward: ClipReward | None,
+    decoder: Decoder | None,
 ) -> DragResult:
     z0 = inversion.latent.detach().float().clone()
     cond = inversion.conditioning.detach().clone()
@@ -192,6 +197,8 @@ def _optimise(
     region = editable_region(points, config, mask)
     region_latent = None if region is None else mask_to_grid(region, latent_size).to(z0)
     use_background = region_latent is not None and config.background_weight > 0
+    ppr_region = region_latent if config.ppr_window == "region" else None
+    ppr_reference = z0 if config.ppr_mode == "reference" else inversion.trajectory[-1:].float()
 
     def to_image(grid_points: Tensor) -> Tensor:
         return scale_points(grid_points.double().cpu(), grid, image_size)
@@ -221,6 +228,11 @@ def _optimise(
                 prediction_ref = ddim_step(z0, eps.detach(), alpha, alpha_prev)
                 if config.anchor_original_features:
                     anchor = sample_patches(features.detach(), handles, config.motion_radius)
+                needs_reference = reward is not None and reward.reference_embedding is None
+                if config.clip_weight > 0 and reward.directional and needs_reference:
+                    with torch.no_grad():  # the decode of z*'s own x̂₀, once per edit
+                        x0 = predict_x0(z0, eps.detach(), alpha)
+                        reward = reward.with_reference(decoder(x0).float())
             else:
                 handles = track_points(
                     features,
@@ -238,15 +250,22 @@ def _optimise(
             motion = motion_supervision_loss(
                 features, handles, targets, config.motion_radius, config.reach_distance, anchor
             )
-            loss = motion
-            keep = torch.zeros((), device=z.device)
+            loss, terms = motion, {"motion": motion.item()}
             if use_background:
                 prediction = ddim_step(z, eps, alpha, alpha_prev)
                 keep = config.background_weight * background_loss(
                     prediction, prediction_ref, region_latent
                 )
-                loss = loss + keep
-            step = DragStep(iteration, to_image(handles), loss.item(), motion.item(), keep.item())
+                loss, terms["background"] = loss + keep, keep.item()
+            if config.ppr_weight > 0:
+                prior = config.ppr_weight * ppr_loss(
+                    z, ppr_reference, ppr_region, config.ppr_mode, alpha
+                )
+                loss, terms["ppr"] = loss + prior, prior.item()
+            if config.clip_weight > 0 and iteration % config.clip_every == 0:
+                score = reward(decoder(predict_x0(z, eps, alpha)).float()).mean()
+                loss, terms["clip_reward"] = loss - config.clip_weight * score, score.item()
+            step = DragStep(iteration, to_image(handles), loss.item(), terms)
             history.append(step)
             if callback is not None and callback(step, z.detach()):
                 stop_reason = "callback"

@@ -8,10 +8,26 @@ latent-resolution feature block, as ``up_blocks[2]`` is in SD1.5.
 
 from __future__ import annotations
 
-import torch
-from diffusers import UNet2DConditionModel
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
-__all__ = ["TINY_PRESET", "synthetic_latent", "tiny_unet"]
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch import Tensor, nn
+
+__all__ = ["TINY_PRESET", "synthetic_latent", "tiny_open_clip", "tiny_unet", "tiny_vae"]
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch for building a model, then put the global RNG back as it was."""
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+
 
 # Model-dependent DragConfig knobs for :func:`tiny_unet` (see ``DragConfig.for_model``).
 TINY_PRESET = {"feature_block": 1, "mutual_attention_start": 3}
@@ -23,9 +39,7 @@ def tiny_unet(seed: int = 0, cross_attention_dim: int = 32) -> UNet2DConditionMo
     Latents ``(B, 4, h, w)`` with h, w multiples of 4; conditioning ``(B, L, 32)``.
     It has 7 self-attention layers (2 down, 1 mid, 4 up); its preset shares the up-blocks'.
     """
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
+    with _seeded(seed):
         unet = UNet2DConditionModel(
             sample_size=16,
             in_channels=4,
@@ -38,9 +52,49 @@ def tiny_unet(seed: int = 0, cross_attention_dim: int = 32) -> UNet2DConditionMo
             attention_head_dim=8,
             norm_num_groups=8,
         )
-    finally:
-        torch.random.set_rng_state(generator_state)
     return unet.eval()
+
+
+def tiny_vae(seed: int = 0) -> AutoencoderKL:
+    """A seeded random ``AutoencoderKL`` with SD's 8× downsampling and 4 latent channels."""
+    with _seeded(seed):
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(8, 8, 16, 16),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=128,
+        )
+    return vae.eval()
+
+
+def tiny_open_clip(seed: int = 0) -> tuple[nn.Module, Callable[[Sequence[str]], Tensor]]:
+    """A seeded random open_clip ``CLIP`` (32² images, 32-d embeddings) and a tokenizer."""
+    import open_clip
+
+    with _seeded(seed):
+        model = open_clip.CLIP(
+            embed_dim=32,
+            vision_cfg={
+                "image_size": 32,
+                "layers": 1,
+                "width": 32,
+                "patch_size": 8,
+                "head_width": 16,
+            },
+            text_cfg={
+                "context_length": 16,
+                "vocab_size": 49408,
+                "width": 32,
+                "heads": 2,
+                "layers": 1,
+            },
+        )
+    return model.eval(), open_clip.get_tokenizer("ViT-B-32", context_length=16)
 
 
 def synthetic_latent(size: int = 16, seed: int = 0) -> torch.Tensor:
