@@ -1,4 +1,4 @@
-"""Command line: ``python -m dragpd demo``.
+"""Command line: ``python -m dragpd demo`` and ``python -m dragpd bench speed``.
 
 Until the toy world ships trained weights, ``demo`` runs the whole edit path — DDIM
 inversion, the drag loop with DWPT, denoising with mutual self-attention — on a tiny
@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from . import bench
 from .config import DragConfig
 from .drag import drag
 from .inversion import denoise, invert
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--iterations", type=int, default=80, help="drag iterations at most")
     demo.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     demo.set_defaults(run=run_demo)
+    bench.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return args.run(args)

@@ -1,0 +1,149 @@
+"""``python -m dragpd bench speed``: cost of each term of the drag loop, side by side.
+
+Speed and memory are measured here, never asserted in tests. Every variant runs in the
+same process, one after another, after a warm-up; figures are printed as seconds and as
+ratios to the DragDiffusion baseline, because these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from .config import DragConfig
+from .drag import drag
+from .inversion import invert
+from .lora import remove_lora, train_lora
+from .points import DragPoints
+from .reward import ClipReward
+from .tiny import TINY_PRESET, tiny_open_clip, tiny_unet, tiny_vae
+from .vae import latent_decoder
+
+logger = logging.getLogger(__name__)
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _models(name: str, device: torch.device, dtype: torch.dtype):
+    """(unet, vae, clip model, tokenizer, preset, context dim) with random weights."""
+    if name == "tiny":
+        model, tokenizer = tiny_open_clip()
+        return tiny_unet(), tiny_vae(), model, tokenizer, TINY_PRESET, 32
+    import open_clip
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from .unet_configs import SD15_UNET, SD15_VAE
+
+    torch.manual_seed(0)
+    unet, vae = UNet2DConditionModel(**SD15_UNET), AutoencoderKL(**SD15_VAE)
+    model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+    return unet, vae, model, open_clip.get_tokenizer("ViT-B-32"), {}, 768
+
+
+def _peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB VRAM"
+    return (
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS (process peak)"
+    )
+
+
+def _timed(device: torch.device, run: Callable[[], object]) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model_name = args.model or ("sd15" if device.type == "cuda" else "tiny")
+    dtype = torch.float16 if args.fp16 else torch.float32
+    size = args.size or (512 if model_name == "sd15" else 128)
+    _say(
+        f"bench speed: model {model_name}, {size}x{size}, device {device}, "
+        f"{args.threads} CPU thread(s), torch {torch.__version__}, "
+        f"{args.iterations} iterations per variant"
+    )
+    unet, vae, clip_model, tokenizer, preset, context = _models(model_name, device, dtype)
+    unet, vae, clip_model = (
+        m.to(device=device, dtype=dtype).eval() for m in (unet, vae, clip_model)
+    )
+    generator = torch.Generator().manual_seed(0)
+    latent = torch.randn(1, 4, size // 8, size // 8, generator=generator).to(device)
+    cond = torch.randn(1, 77, context, generator=generator).to(device, dtype)
+    inversion = invert(unet, latent, cond, num_inference_steps=10, strength=0.7)
+    points = DragPoints([[size * 0.2, size * 0.5]], [[size * 0.8, size * 0.5]], (size, size))
+    reward = ClipReward.from_open_clip(clip_model, tokenizer, "a red circle")
+    decoder = latent_decoder(vae)
+    base = DragConfig.dragdiffusion(**preset, max_iterations=args.iterations, reach_distance=0.0)
+    variants = {
+        "baseline (DragDiffusion)": base,
+        "+DWPT": base.replace(dwpt_beta=0.3),
+        "+default region+blending": base.replace(default_region=True, latent_blending=True),
+        "+PPR": base.replace(ppr_weight=1.0),
+        "+CLIP (every iteration)": base.replace(clip_weight=1.0),
+        "+CLIP (every 4th)": base.replace(clip_weight=1.0, clip_every=4),
+        "full DragPD": DragConfig.for_model(
+            "sd15",
+            **preset,
+            max_iterations=args.iterations,
+            reach_distance=0.0,
+            ppr_weight=1.0,
+            clip_weight=1.0,
+            clip_every=4,
+        ),
+    }
+    drag(unet, inversion, points, base.replace(max_iterations=2))  # warm-up
+    rows = []
+    for name, config in variants.items():
+        seconds = _timed(
+            device,
+            lambda c=config: drag(unet, inversion, points, c, reward=reward, decoder=decoder),
+        )
+        rows.append((name, seconds / args.iterations, _peak_memory(device)))
+    reference = rows[0][1]
+    _say(f"{'variant':28s} {'s/iteration':>12s} {'ratio':>7s}  peak memory")
+    for name, per_iteration, memory in rows:
+        _say(f"{name:28s} {per_iteration:12.4f} {per_iteration / reference:7.2f}  {memory}")
+    lora = DragConfig(lora_steps=args.iterations)
+    seconds = _timed(device, lambda: train_lora(unet, latent, cond, lora))
+    remove_lora(unet)
+    _say(
+        f"{'LoRA step (rank 16, batch 4)':28s} {seconds / args.iterations:12.4f} "
+        f"{seconds / args.iterations / reference:7.2f}  {_peak_memory(device)}"
+    )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="measure speed and memory")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    speed = kinds.add_parser("speed", help="cost of one drag iteration per term, one LoRA step")
+    speed.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    speed.add_argument(
+        "--model",
+        choices=("tiny", "sd15"),
+        default=None,
+        help="tiny random model (CPU default) or the SD1.5 architecture with "
+        "random weights (CUDA default)",
+    )
+    speed.add_argument("--size", type=int, default=None, help="image side in pixels")
+    speed.add_argument("--iterations", type=int, default=10, help="iterations per variant")
+    speed.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    speed.add_argument("--fp16", action="store_true", help="run the models in float16")
+    speed.set_defaults(run=run_speed)
