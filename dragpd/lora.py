@@ -29,6 +29,7 @@ __all__ = [
     "LORA_TARGETS",
     "LoraResult",
     "export_comfy_lora",
+    "fuse_comfy_lora",
     "import_comfy_lora",
     "load_comfy_lora",
     "lora_cache_key",
@@ -226,6 +227,28 @@ def import_comfy_lora(
             module = loaded[name]
             module.lora_A[adapter_name].weight.copy_(parts["lora_down.weight"])
             module.lora_B[adapter_name].weight.copy_(parts["lora_up.weight"])
+
+
+def fuse_comfy_lora(unet: nn.Module, state: dict[str, Tensor], strength: float = 1.0) -> None:
+    """Add a kohya-style LoRA's deltas into the UNet's own weights, in place.
+
+    W += strength · (alpha / rank) · up @ down, as ComfyUI's LoRA patches do. Use it on a
+    UNet you own (a copy); the adapter does not appear as a peft module.
+    """
+    modules = {name.replace(".", "_"): module for name, module in unet.named_modules()}
+    groups: dict[str, dict[str, Tensor]] = {}
+    for key, tensor in state.items():
+        flat, _, part = key.removeprefix(KOHYA_PREFIX).partition(".")
+        if not key.startswith(KOHYA_PREFIX) or flat not in modules:
+            raise ValueError(f"LoRA key {key!r} names no module of this UNet.")
+        groups.setdefault(flat, {})[part] = tensor
+    with torch.no_grad():
+        for flat, parts in groups.items():
+            weight = modules[flat].weight
+            down, up = parts["lora_down.weight"].float(), parts["lora_up.weight"].float()
+            alpha = float(parts.get("alpha", torch.tensor(float(down.shape[0]))))
+            delta = strength * alpha / down.shape[0] * (up.flatten(1) @ down.flatten(1))
+            weight.add_(delta.reshape(weight.shape).to(weight))
 
 
 def save_comfy_lora(unet: nn.Module, path: str | Path, metadata: dict | None = None) -> Path:
