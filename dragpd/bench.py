@@ -1,4 +1,4 @@
-"""``python -m dragpd bench speed``: cost of each term of the drag loop, side by side.
+"""``python -m dragpd bench speed | toy``: cost and quality of each variant, side by side.
 
 Speed and memory are measured here, never asserted in tests. Every variant runs in the
 same process, one after another, after a warm-up; figures are printed as seconds and as
@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -130,6 +131,96 @@ def run_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _toy_variants(args: argparse.Namespace) -> dict[str, DragConfig]:
+    base = DragConfig.dragdiffusion("toy")
+    full = DragConfig.for_model("toy")
+    variants = {
+        "baseline": base,
+        "+DWPT": base.replace(dwpt_beta=full.dwpt_beta),
+        "+region+blending": base.replace(default_region=True, latent_blending=True),
+        "+PPR": base.replace(ppr_weight=args.ppr_weight),
+        "full DragPD": full.replace(ppr_weight=args.ppr_weight),
+    }
+    for spec in args.variant or []:  # name:key=value,key=value on top of full DragPD
+        name, _, assignments = spec.partition(":")
+        changes = {}
+        for item in filter(None, assignments.split(",")):
+            key, _, value = item.partition("=")
+            current = getattr(full, key)
+            changes[key] = (
+                type(current)(value)
+                if not isinstance(current, bool)
+                else value.lower() in ("1", "true", "yes")
+            )
+        variants[name] = full.replace(**changes)
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only}
+    return {k: v.replace(lora_steps=0) if args.no_lora else v for k, v in variants.items()}
+
+
+def run_toy(args: argparse.Namespace) -> int:
+    import json
+
+    from .pipeline import DragPDPipeline
+    from .toy.tasks import BENCH_SEEDS, run_task, summarise, tasks
+
+    torch.set_num_threads(args.threads)
+    pipe = DragPDPipeline.from_toy()
+    suites = {
+        f"drag {args.distance:g} px": tasks(BENCH_SEEDS, args.scenes, args.distance),
+        f"long drag {args.long_distance:g} px": tasks(BENCH_SEEDS, args.scenes, args.long_distance),
+    }
+    if args.text_edits:
+        suites["drag + text recolour"] = tasks(BENCH_SEEDS, args.scenes, args.distance, True)
+    _say(
+        f"bench toy: {args.scenes} held-out scenes per suite (seeds {BENCH_SEEDS.start}+), "
+        f"{args.threads} CPU thread(s), LoRA {'off' if args.no_lora else 'on'}"
+    )
+    report = {}
+    columns = (
+        "error_px",
+        "moved_px",
+        "background_psnr_db",
+        "area_ratio",
+        "color_shift",
+        "iterations",
+        "seconds",
+    )
+    for suite, suite_tasks in suites.items():
+        variants = _toy_variants(args)
+        if suite == "drag + text recolour":
+            full = DragConfig.for_model("toy", ppr_weight=args.ppr_weight)
+            variants = {
+                "full, no CLIP": full,
+                "full + CLIP": full.replace(
+                    clip_weight=args.clip_weight, clip_every=args.clip_every
+                ),
+            }
+            if args.no_lora:
+                variants = {k: v.replace(lora_steps=0) for k, v in variants.items()}
+        _say(f"\n{suite} ({len(suite_tasks)} edits per variant)")
+        header = f"{'variant':22s} " + " ".join(f"{c:>18s}" for c in columns)
+        if suite == "drag + text recolour":
+            header += f" {'recolour_rate':>14s}"
+        _say(header)
+        report[suite] = {}
+        rows: dict[str, list[dict]] = {name: [] for name in variants}
+        for task in suite_tasks:  # variants inner: the task's LoRA is trained once, cached
+            for name, config in variants.items():
+                rows[name].append(run_task(pipe, task, config))
+        for name, config in variants.items():
+            summary = summarise(rows[name])
+            report[suite][name] = {"summary": summary, "config": config.__dict__}
+            line = f"{name:22s} " + " ".join(f"{summary[c]:18.2f}" for c in columns)
+            if "recolor_rate" in summary:
+                line += f" {summary['recolor_rate']:14.2f}"
+            _say(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        _say(f"\nwrote {args.json}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure speed and memory")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -147,3 +238,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     speed.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     speed.add_argument("--fp16", action="store_true", help="run the models in float16")
     speed.set_defaults(run=run_speed)
+
+    toy = kinds.add_parser("toy", help="edit quality of each variant on held-out toy scenes")
+    toy.add_argument("--scenes", type=int, default=20, help="scenes per suite")
+    toy.add_argument("--distance", type=float, default=10.0, help="drag length, px")
+    toy.add_argument(
+        "--long-distance",
+        type=float,
+        default=16.0,
+        help="long drag length, px (16 = 25 %% of the width)",
+    )
+    toy.add_argument(
+        "--ppr-weight",
+        type=float,
+        default=DragConfig().ppr_weight or 1.0,
+        help="PPR weight of the +PPR and full variants",
+    )
+    toy.add_argument("--clip-weight", type=float, default=1.0, help="CLIP weight, text edits")
+    toy.add_argument("--clip-every", type=int, default=1, help="CLIP every k-th iteration")
+    toy.add_argument("--text-edits", action="store_true", help="also the recolour suite")
+    toy.add_argument("--no-lora", action="store_true", help="skip the per-image LoRA")
+    toy.add_argument(
+        "--variant",
+        action="append",
+        help="extra variant NAME:key=value,... over full DragPD (repeatable)",
+    )
+    toy.add_argument("--only", nargs="*", help="run only these variant names")
+    toy.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    toy.add_argument("--json", help="also write the figures to this JSON file")
+    toy.set_defaults(run=run_toy)

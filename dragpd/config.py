@@ -15,6 +15,12 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         "mutual_attention_start": 10,  # of 16 self-attention layers: the finest two up-blocks
         "lr": 0.01,
     },
+    # The toy world's 16×16-latent UNet (dragpd.toy), chosen by `python -m dragpd bench toy`.
+    "toy": {
+        "feature_block": 1,  # up_blocks[1]: 64 channels at 16×16, the latent resolution
+        "mutual_attention_start": 3,  # of 7 self-attention layers: the up-blocks'
+        "lr": 0.02,
+    },
 }
 
 
