@@ -137,3 +137,26 @@ def test_every_node_follows_the_pack_conventions():
             for name, (_, options) in spec.get(group, {}).items():
                 assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
         assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
+
+
+def test_shipped_workflows_are_current_and_complete():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "build_workflows", root / "scripts" / "build_workflows.py"
+    )
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    for path, text in builder.render().items():
+        assert path.read_text() == text, f"{path.name} is stale: run scripts/build_workflows.py"
+    for path in (root / "tests" / "workflows").glob("*_api.json"):
+        graph = json.loads(path.read_text())
+        for node_id, node in graph.items():
+            cls = nodes.NODE_CLASS_MAPPINGS.get(node["class_type"])
+            if cls is None:
+                continue  # a built-in ComfyUI node
+            required = cls.INPUT_TYPES()["required"]
+            missing = set(required) - set(node["inputs"])
+            assert not missing, f"{path.name} node {node_id} lacks {missing}"
