@@ -1,0 +1,67 @@
+"""Shared by the tests that need a real ComfyUI (``COMFYUI_PATH``): test-time assets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH", "")
+SKIP_REASON = (
+    "COMFYUI_PATH is not set: point it at a ComfyUI checkout to run the ComfyUI "
+    "integration tests (they are not part of CI)"
+)
+CHECKPOINT_NAME = "dragpd_test_sd15.safetensors"
+SD15_UNET_LDM = {  # what ComfyUI detects for SD1.5; drives its diffusers ↔ LDM key map
+    "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 4, 4],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    "transformer_depth_middle": 1,
+}
+
+
+def make_sd15_checkpoint(path: Path) -> Path:
+    """An fp16 SD1.5-architecture checkpoint with seeded random weights, in LDM keys."""
+    if path.is_file():
+        return path
+    import comfy.diffusers_convert
+    import comfy.utils
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from dragpd.unet_configs import SD15_UNET, SD15_VAE
+
+    torch.manual_seed(0)
+    state = {}
+    unet = UNet2DConditionModel(**SD15_UNET).state_dict()
+    mapping = comfy.utils.unet_to_diffusers(SD15_UNET_LDM)
+    for key, value in unet.items():
+        state[f"model.diffusion_model.{mapping[key]}"] = value.half()
+    del unet
+    vae = {k: v for k, v in AutoencoderKL(**SD15_VAE).state_dict().items()}
+    for key, value in comfy.diffusers_convert.convert_vae_state_dict(vae).items():
+        state[f"first_stage_model.{key}"] = value.half()
+    text = CLIPTextModel(CLIPTextConfig(hidden_act="quick_gelu", projection_dim=768))
+    for key, value in text.state_dict().items():
+        state[f"cond_stage_model.transformer.{key}"] = value.half()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def install_pack(custom_nodes: Path, name: str = "ComfyUI-DragPD-main") -> Path:
+    """Copy the pack into a custom_nodes folder under a user's clone name."""
+    target = custom_nodes / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(
+        ROOT,
+        target,
+        ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", ".pytest_cache"),
+    )
+    return target
