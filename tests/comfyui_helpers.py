@@ -19,7 +19,7 @@ SD15_UNET_LDM = {  # what ComfyUI detects for SD1.5; drives its diffusers ↔ LD
     "num_res_blocks": [2, 2, 2, 2],
     "channel_mult": [1, 2, 4, 4],
     "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],  # popped from the end
     "transformer_depth_middle": 1,
 }
 
@@ -46,7 +46,16 @@ def make_sd15_checkpoint(path: Path) -> Path:
     vae = {k: v for k, v in AutoencoderKL(**SD15_VAE).state_dict().items()}
     for key, value in comfy.diffusers_convert.convert_vae_state_dict(vae).items():
         state[f"first_stage_model.{key}"] = value.half()
-    text = CLIPTextModel(CLIPTextConfig(hidden_act="quick_gelu", projection_dim=768))
+    text = CLIPTextModel(
+        CLIPTextConfig(  # CLIP ViT-L/14 text tower, as SD1.5
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+        )
+    )
     for key, value in text.state_dict().items():
         state[f"cond_stage_model.transformer.{key}"] = value.half()
     path.parent.mkdir(parents=True, exist_ok=True)
