@@ -82,7 +82,9 @@ class ClipReward:
             raise ValueError("the CLIP reward needs a non-empty edit text.")
         texts = [text] if source_text is None else [text, source_text]
         device = next(model.parameters()).device
-        with torch.no_grad():
+        # Normal tensors even when built inside inference mode (ComfyUI's nodes): the drag
+        # loop differentiates through products with them.
+        with torch.inference_mode(False), torch.no_grad():
             embeddings = _normalise(model.encode_text(tokenizer(texts).to(device)).float())
         size = getattr(getattr(model, "visual", None), "image_size", 224)
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -133,8 +135,8 @@ class ClipReward:
 
     def with_reference(self, images: Tensor) -> ClipReward:
         """A copy whose directional reward measures change from ``images`` ``(1, 3, H, W)``."""
-        with torch.no_grad():
-            reference = self.embed_images(images)[0]
+        with torch.inference_mode(False), torch.no_grad():
+            reference = self.embed_images(images.clone())[0]
         return replace(self, reference_embedding=reference)
 
     def __call__(self, images: Tensor) -> Tensor:

@@ -77,8 +77,8 @@ class DragPDSampler:
                         "default": 0,
                         "min": 0,
                         "max": 2**31 - 1,
-                        "tooltip": "Seeds anything random in the loop (the drag "
-                        "itself is deterministic).",
+                        "tooltip": "The drag is deterministic; change this to run the "
+                        "node again with the same inputs.",
                     },
                 ),
             },
@@ -143,7 +143,6 @@ class DragPDSampler:
         def on_step(step, latent):
             progress.update(step.iteration + 1)
 
-        torch.manual_seed(seed)
         result = dragpd.drag(
             unet,
             on_device,

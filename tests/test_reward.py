@@ -153,6 +153,24 @@ def test_in_drag_weight_zero_is_the_baseline_and_a_weight_acts(unet, edit, clip)
     assert not torch.equal(base.latent, on.latent)
 
 
+def test_a_reward_built_inside_inference_mode_works_in_the_drag(unet, edit, clip):
+    # ComfyUI builds everything inside torch.inference_mode(); the embeddings must still
+    # be usable by the loop's autograd.
+    inversion, points, config = edit
+    decoder = latent_decoder(tiny_vae())  # the bridge builds its decoder outside, too
+    with torch.inference_mode():
+        reward = ClipReward.from_open_clip(*clip, "a blue circle", "a red circle")
+        result = drag(
+            unet,
+            inversion,
+            points,
+            config.replace(clip_weight=5.0, max_iterations=2),
+            reward=reward,
+            decoder=decoder,
+        )
+    assert result.iterations == 2 and "clip_reward" in result.history[1].terms
+
+
 def test_clip_weight_without_a_reward_is_refused(unet, edit):
     inversion, points, config = edit
     with pytest.raises(ValueError, match="needs a reward"):
