@@ -110,7 +110,8 @@ def _post(url: str, payload: dict):
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+        body = response.read()
+    return json.loads(body) if body.strip() else {}
 
 
 @pytest.fixture(scope="module")
