@@ -1,0 +1,279 @@
+// DragPD Point Picker: the canvas editor inside the node. Logic lives in points_model.js;
+// this file only draws and handles input. State is kept in image pixels and written to the
+// node's (hidden) points_json widget in the version-1 format dragpd.DragPoints reads.
+import { app } from "../../scripts/app.js";
+import {
+  addStroke, clearAll, click, deletePair, emptyState, fitTransform, fromJSON, movePoint,
+  toJSON, undo,
+} from "./points_model.js";
+
+const COLORS = ["#e53935", "#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#00acc1"];
+const GRAB_RADIUS = 8; // canvas px
+
+function imageUrl(info) {
+  const params = new URLSearchParams({ filename: info.filename, subfolder: info.subfolder || "",
+                                       type: info.type || "temp", rand: Math.random() });
+  return `/view?${params}`;
+}
+
+class PointEditor {
+  constructor(node, jsonWidget) {
+    this.node = node;
+    this.jsonWidget = jsonWidget;
+    this.image = null;
+    this.brush = { on: false, erase: false, radius: 12 };
+    this.stroke = null;
+    this.drag = null;
+    this.frame = 0;
+    this.state = this.readState();
+    this.root = document.createElement("div");
+    this.root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%";
+    this.toolbar = document.createElement("div");
+    this.toolbar.style.cssText = "display:flex;gap:4px;flex-wrap:wrap;font-size:11px";
+    for (const [label, action] of [["Undo", () => this.apply(undo(this.state))],
+                                   ["Clear", () => this.apply(clearAll(this.state))],
+                                   ["Brush", () => this.toggleBrush(false)],
+                                   ["Eraser", () => this.toggleBrush(true)]]) {
+      const button = document.createElement("button");
+      button.textContent = label;
+      button.onclick = (e) => { e.preventDefault(); action(); };
+      this.toolbar.append(button);
+    }
+    this.size = document.createElement("input");
+    Object.assign(this.size, { type: "range", min: 1, max: 128, value: this.brush.radius,
+                               title: "brush radius (image px)" });
+    this.size.oninput = () => { this.brush.radius = Number(this.size.value); };
+    this.toolbar.append(this.size);
+    this.canvas = document.createElement("canvas");
+    this.canvas.style.cssText = "width:100%;flex:1;min-height:160px;background:#222";
+    this.root.append(this.toolbar, this.canvas);
+    this.listeners = [
+      [this.canvas, "pointerdown", (e) => this.onDown(e)],
+      [this.canvas, "pointermove", (e) => this.onMove(e)],
+      [this.canvas, "pointerup", (e) => this.onUp(e)],
+      [this.canvas, "contextmenu", (e) => this.onRightClick(e)],
+    ];
+    for (const [target, type, fn] of this.listeners) target.addEventListener(type, fn);
+    this.observer = new ResizeObserver(() => this.redraw());
+    this.observer.observe(this.canvas);
+  }
+
+  readState() {
+    try {
+      return fromJSON(this.jsonWidget.value);
+    } catch {
+      return emptyState([0, 0]);
+    }
+  }
+
+  toggleBrush(erase) {
+    this.brush = { ...this.brush, on: !(this.brush.on && this.brush.erase === erase), erase };
+  }
+
+  setImage(url) {
+    const image = new Image();
+    image.onload = () => {
+      this.image = image;
+      const size = [image.naturalHeight, image.naturalWidth];
+      if (this.state.imageSize[0] !== size[0] || this.state.imageSize[1] !== size[1]) {
+        this.apply({ ...emptyState(size), undo: [] });
+      }
+      this.redraw();
+    };
+    image.src = url;
+  }
+
+  apply(state) {
+    this.state = state;
+    this.jsonWidget.value = toJSON(state);
+    this.redraw();
+  }
+
+  transform() {
+    const rect = this.canvas.getBoundingClientRect();
+    return fitTransform(this.state.imageSize, [rect.width || 1, rect.height || 1]);
+  }
+
+  eventPoint(e) {
+    const rect = this.canvas.getBoundingClientRect();
+    return this.transform().toImage([e.clientX - rect.left, e.clientY - rect.top]);
+  }
+
+  nearest(e) {
+    const t = this.transform();
+    const rect = this.canvas.getBoundingClientRect();
+    const at = [e.clientX - rect.left, e.clientY - rect.top];
+    let best = null;
+    this.state.pairs.forEach((pair, index) => {
+      for (const which of ["handle", "target"]) {
+        const [x, y] = t.toCanvas(pair[which]);
+        const d = Math.hypot(x - at[0], y - at[1]);
+        if (d < GRAB_RADIUS && (!best || d < best.d)) best = { index, which, d };
+      }
+    });
+    return best;
+  }
+
+  onDown(e) {
+    if (!this.image || e.button !== 0) return;
+    e.stopPropagation();
+    if (this.brush.on) {
+      this.stroke = { points: [this.eventPoint(e).map((v) => Math.round(v * 10) / 10)],
+                      radius: this.brush.radius, erase: this.brush.erase };
+      return;
+    }
+    const hit = this.nearest(e);
+    if (hit) this.drag = hit;
+    else this.apply(click(this.state, this.eventPoint(e)));
+  }
+
+  onMove(e) {
+    if (this.stroke) {
+      this.stroke.points.push(this.eventPoint(e).map((v) => Math.round(v * 10) / 10));
+      this.redraw();
+    } else if (this.drag) {
+      this.drag.moved = true;
+      this.dragTo = this.eventPoint(e);
+      this.redraw();
+    }
+  }
+
+  onUp() {
+    if (this.stroke) {
+      this.apply(addStroke(this.state, this.stroke));
+      this.stroke = null;
+    } else if (this.drag) {
+      if (this.drag.moved && this.dragTo) {
+        this.apply(movePoint(this.state, this.drag.index, this.drag.which, this.dragTo));
+      }
+      this.drag = null;
+      this.dragTo = null;
+    }
+  }
+
+  onRightClick(e) {
+    const hit = this.nearest(e);
+    if (hit) {
+      e.preventDefault();
+      e.stopPropagation();
+      this.apply(deletePair(this.state, hit.index));
+    }
+  }
+
+  redraw() {
+    cancelAnimationFrame(this.frame);
+    this.frame = requestAnimationFrame(() => this.draw());
+  }
+
+  draw() {
+    const rect = this.canvas.getBoundingClientRect();
+    const ratio = window.devicePixelRatio || 1;
+    this.canvas.width = Math.max(1, Math.round(rect.width * ratio));
+    this.canvas.height = Math.max(1, Math.round(rect.height * ratio));
+    const ctx = this.canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, rect.width, rect.height);
+    if (!this.image) {
+      ctx.fillStyle = "#aaa";
+      ctx.fillText("Queue once to show the image, then click handle → target.", 8, 16);
+      return;
+    }
+    const t = this.transform();
+    const [h, w] = this.state.imageSize;
+    ctx.drawImage(this.image, t.offsetX, t.offsetY, w * t.scale, h * t.scale);
+    const strokes = this.stroke ? [...this.state.strokes, this.stroke] : this.state.strokes;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    for (const stroke of strokes) {
+      ctx.strokeStyle = stroke.erase ? "rgba(0,0,0,0.45)" : "rgba(255,255,255,0.35)";
+      ctx.lineWidth = 2 * stroke.radius * t.scale;
+      ctx.beginPath();
+      stroke.points.forEach((p, i) => {
+        const [x, y] = t.toCanvas(p);
+        if (i === 0) ctx.moveTo(x, y);
+        ctx.lineTo(x, y);
+      });
+      ctx.stroke();
+    }
+    this.state.pairs.forEach((pair, i) => {
+      const dragging = this.drag && this.drag.index === i && this.dragTo;
+      const handle = dragging && this.drag.which === "handle" ? this.dragTo : pair.handle;
+      const target = dragging && this.drag.which === "target" ? this.dragTo : pair.target;
+      const [hx, hy] = t.toCanvas(handle);
+      const [tx, ty] = t.toCanvas(target);
+      const color = COLORS[i % COLORS.length];
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.moveTo(hx, hy);
+      ctx.lineTo(tx, ty);
+      ctx.stroke();
+      const angle = Math.atan2(ty - hy, tx - hx);
+      ctx.beginPath();
+      ctx.moveTo(tx, ty);
+      ctx.lineTo(tx - 10 * Math.cos(angle - 0.4), ty - 10 * Math.sin(angle - 0.4));
+      ctx.lineTo(tx - 10 * Math.cos(angle + 0.4), ty - 10 * Math.sin(angle + 0.4));
+      ctx.fill();
+      ctx.beginPath();
+      ctx.arc(hx, hy, 5, 0, 2 * Math.PI);
+      ctx.fill();
+      ctx.fillStyle = "#fff";
+      ctx.fillText(String(i + 1), hx + 7, hy - 7);
+    });
+    if (this.state.pending) {
+      const [px, py] = t.toCanvas(this.state.pending);
+      ctx.strokeStyle = "#fff";
+      ctx.beginPath();
+      ctx.arc(px, py, 6, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+  }
+
+  destroy() {
+    cancelAnimationFrame(this.frame);
+    for (const [target, type, fn] of this.listeners) target.removeEventListener(type, fn);
+    this.observer.disconnect();
+    this.root.remove();
+  }
+}
+
+app.registerExtension({
+  name: "DragPD.PointPicker",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== "DragPDPointPicker") return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const result = onNodeCreated?.apply(this, arguments);
+      const jsonWidget = this.widgets.find((w) => w.name === "points_json");
+      jsonWidget.hidden = true;
+      jsonWidget.computeSize = () => [0, -4];
+      if (jsonWidget.element) jsonWidget.element.style.display = "none";
+      this.dragpdEditor = new PointEditor(this, jsonWidget);
+      this.addDOMWidget("point_editor", "dragpd_points", this.dragpdEditor.root, {
+        serialize: false,
+        getMinHeight: () => 220,
+      });
+      this.setSize([Math.max(this.size[0], 320), Math.max(this.size[1], 360)]);
+      return result;
+    };
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      onExecuted?.apply(this, arguments);
+      const info = message?.images?.[0];
+      if (info && this.dragpdEditor) this.dragpdEditor.setImage(imageUrl(info));
+    };
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () {
+      const result = onConfigure?.apply(this, arguments);
+      if (this.dragpdEditor) this.dragpdEditor.state = this.dragpdEditor.readState();
+      return result;
+    };
+    const onRemoved = nodeType.prototype.onRemoved;
+    nodeType.prototype.onRemoved = function () {
+      this.dragpdEditor?.destroy();
+      this.dragpdEditor = null;
+      return onRemoved?.apply(this, arguments);
+    };
+  },
+});
