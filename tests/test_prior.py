@@ -72,7 +72,7 @@ def test_in_drag_weight_zero_is_the_baseline_and_a_weight_acts(unet):
     cond = torch.randn(1, 7, 32, generator=torch.Generator().manual_seed(0))
     inversion = invert(unet, latent, cond, num_inference_steps=20, strength=0.7)
     points = DragPoints([[38.5, 64.5]], [[84.5, 64.5]], (128, 128))
-    config = DragConfig.for_model("sd15", **TINY_PRESET, max_iterations=10)
+    config = DragConfig.for_model("sd15", **TINY_PRESET, max_iterations=10, ppr_weight=0.0)
     base = drag(unet, inversion, points, config)
     off = drag(unet, inversion, points, config.replace(ppr_weight=0.0, ppr_mode="noise"))
     on = drag(unet, inversion, points, config.replace(ppr_weight=10.0))
