@@ -14,7 +14,7 @@ This package never imports ComfyUI; the node pack around it does.
 
 from .config import MODEL_PRESETS, DragConfig
 from .drag import DragResult, DragStep, drag, editable_region
-from .inversion import Inversion, denoise, invert
+from .inversion import Inversion, denoise, invert, predict_clean
 from .points import BrushStroke, DragPoints, rasterize_strokes
 from .tracking import track_points
 
@@ -32,6 +32,7 @@ __all__ = [
     "drag",
     "editable_region",
     "invert",
+    "predict_clean",
     "rasterize_strokes",
     "track_points",
 ]

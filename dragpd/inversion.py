@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .attention import mutual_self_attention
 from .schedule import ddim_step, ddim_timesteps, previous_alpha, stable_diffusion_alphas
 
-__all__ = ["Inversion", "denoise", "invert", "predict_noise"]
+__all__ = ["Inversion", "denoise", "invert", "predict_clean", "predict_noise"]
 
 StepCallback = Callable[[int, int], None]  # (step index, number of steps)
 
@@ -66,6 +66,20 @@ def predict_noise(unet: nn.Module, latent: Tensor, timestep: int, conditioning: 
     out = unet(latent.to(dtype), timestep, encoder_hidden_states=conditioning.to(dtype))
     sample = out.sample if hasattr(out, "sample") else out[0]
     return sample.to(latent.dtype)
+
+
+@torch.no_grad()
+def predict_clean(unet: nn.Module, latent: Tensor, inversion: Inversion) -> Tensor:
+    """x̂₀ of a latent at ``inversion.timestep``, for previews (one UNet forward, no grad).
+
+    Returns:
+        ``(1, C, h, w)`` scaled clean-latent estimate.
+    """
+    from .schedule import predict_x0
+
+    t = inversion.timestep
+    eps = predict_noise(unet, latent, t, inversion.conditioning.to(latent.device))
+    return predict_x0(latent, eps, inversion.alpha(t))
 
 
 def _as_batch_of_one(name: str, tensor: Tensor, ndim: int) -> Tensor:

@@ -87,8 +87,10 @@ class Progress:
     def __init__(self, total: int) -> None:
         self.total = max(1, total)
         self.bar = comfy.utils.ProgressBar(self.total) if HAVE_COMFY else None
+        self.previews = 0
 
     def update(self, value: int, preview=None) -> None:
+        self.previews += preview is not None
         if self.bar is not None:
             payload = None if preview is None else ("JPEG", preview, 512)
             self.bar.update_absolute(value, self.total, payload)

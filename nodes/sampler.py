@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from PIL import Image
 
 import dragpd
 from dragpd.guidance import apply_guidance
+from dragpd.overlay import draw_drag
 from dragpd.points import DragPoints
 from dragpd.reward import ClipReward
 
@@ -141,7 +143,23 @@ class DragPDSampler:
         progress = bridge.Progress(total)
 
         def on_step(step, latent):
-            progress.update(step.iteration + 1)
+            preview = None
+            if vae is not None and step.iteration % PREVIEW_EVERY == 0:
+                clean = dragpd.predict_clean(unet, latent, on_device)
+                with torch.no_grad():
+                    image = bridge.decode_images(vae, bridge.latent_out(model, clean)["samples"])
+                frame = Image.fromarray((image[0].clamp(0, 1).cpu().numpy() * 255).astype("uint8"))
+                size = frame.size[::-1]
+                scale = torch.tensor(
+                    [size[1] / points.image_size[1], size[0] / points.image_size[0]],
+                    dtype=torch.float64,
+                )
+                preview = draw_drag(
+                    frame, (step.handles + 0.5) * scale - 0.5, (points.targets + 0.5) * scale - 0.5
+                )
+            progress.update(step.iteration + 1, preview)
+
+        self.progress = progress  # lets tests see what was reported
 
         result = dragpd.drag(
             unet,

@@ -78,6 +78,22 @@ def test_the_model_is_never_mutated(graph):
     assert not getattr(base, "peft_config", {})
 
 
+def test_sampler_sends_a_preview_of_the_edit_every_few_iterations(graph):
+    sampler = DragPDSampler()
+    sampler.sample(
+        graph["lora_model"],
+        graph["inversion"],
+        graph["points"],
+        6,
+        0.01,
+        0.3,
+        0,
+        vae=graph["vae"],
+        settings=graph["settings"],
+    )
+    assert sampler.progress.previews == 2  # iterations 0 and 5
+
+
 def test_sampler_refuses_an_inversion_of_another_model(graph):
     other = bridge.PlainModel(tiny_unet(seed=3))
     with pytest.raises(ValueError, match="made with a different MODEL"):
