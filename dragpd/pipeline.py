@@ -125,11 +125,7 @@ class DragPDPipeline:
         if new_h == 0 or new_w == 0:
             raise ValueError(f"the image is smaller than {f}×{f} pixels.")
         top, left = (height - new_h) // 2, (width - new_w) // 2
-        shift = torch.tensor([left, top], dtype=torch.float64)
-        mask = None if points.mask is None else points.mask[top : top + new_h, left : left + new_w]
-        cropped = DragPoints(
-            points.handles - shift, points.targets - shift, (new_h, new_w), mask=mask
-        )
+        cropped = points.cropped(top, left, new_h, new_w)
         return image.crop((left, top, left + new_w, top + new_h)), cropped
 
     def _fit_lora(self, latent: Tensor, prompt: str, config: DragConfig, seed: int) -> dict:

@@ -244,6 +244,12 @@ class DragPoints:
             scale_points(self.targets, self.image_size, size),
         )
 
+    def cropped(self, top: int, left: int, height: int, width: int) -> DragPoints:
+        """The same pairs and mask in the frame of a ``height`` × ``width`` crop at (top, left)."""
+        shift = torch.tensor([left, top], dtype=torch.float64)
+        mask = None if self.mask is None else self.mask[top : top + height, left : left + width]
+        return DragPoints(self.handles - shift, self.targets - shift, (height, width), mask=mask)
+
     # -- JSON ----------------------------------------------------------------------------
 
     def to_json(self) -> str:

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from dragpd.overlay import draw_drag, side_by_side
+from dragpd.points import scale_points
 
 from . import comfy_bridge as bridge
 
@@ -63,11 +64,9 @@ class DragPDDecode:
         if points is None:
             return (image, _to_image(side_by_side(before, edited)))
         scale = max(1, 512 // max(edited.size))
-        sx = edited.size[0] / points.image_size[1]
-        sy = edited.size[1] / points.image_size[0]
-        factor = torch.tensor([sx, sy], dtype=torch.float64)
-        handles = (points.handles + 0.5) * factor - 0.5
-        targets = (points.targets + 0.5) * factor - 0.5
+        size = edited.size[::-1]
+        handles = scale_points(points.handles, points.image_size, size)
+        targets = scale_points(points.targets, points.image_size, size)
         comparison = side_by_side(
             draw_drag(before, handles, targets, scale=scale),
             draw_drag(edited, handles, targets, handles, scale=scale),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dragpd.points import DragPoints, parse_points_document, rasterize_strokes
+from dragpd.points import DragPoints, parse_points_document, rasterize_strokes, scale_points
 
 from . import comfy_bridge as bridge
 
@@ -70,11 +70,8 @@ class DragPDPointPicker:
             return {"ui": ui, "result": (blocked, blocked, blocked)}
         points = _points_for(document, (height, width))
         top, left, new_h, new_w = crop_to_multiple(height, width)
-        shift = torch.tensor([left, top], dtype=torch.float64)
-        mask = None if points.mask is None else points.mask[top : top + new_h, left : left + new_w]
-        cropped = DragPoints(
-            points.handles - shift, points.targets - shift, (new_h, new_w), mask=mask
-        )
+        cropped = points.cropped(top, left, new_h, new_w)
+        mask = cropped.mask
         out_mask = torch.zeros(1, new_h, new_w) if mask is None else mask[None].float()
         return {
             "ui": ui,
@@ -94,8 +91,7 @@ def _points_for(document: dict, size: tuple[int, int]) -> DragPoints:
                 f"the points were placed on a {placed[0]}×{placed[1]} image but this IMAGE is "
                 f"{size[0]}×{size[1]}; place them again on this image."
             )
-        scale = torch.tensor([ratio_w, ratio_h], dtype=torch.float64)
-        handles, targets = (handles + 0.5) * scale - 0.5, (targets + 0.5) * scale - 0.5
+        handles, targets = (scale_points(p, placed, size) for p in (handles, targets))
         strokes = document["strokes"]
         mask = rasterize_strokes(strokes, placed) if strokes else None
         if mask is not None:

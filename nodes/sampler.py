@@ -10,7 +10,7 @@ from PIL import Image
 import dragpd
 from dragpd.guidance import apply_guidance
 from dragpd.overlay import draw_drag
-from dragpd.points import DragPoints
+from dragpd.points import DragPoints, scale_points
 from dragpd.reward import ClipReward
 
 from . import comfy_bridge as bridge
@@ -150,12 +150,10 @@ class DragPDSampler:
                     image = bridge.decode_images(vae, bridge.latent_out(model, clean)["samples"])
                 frame = Image.fromarray((image[0].clamp(0, 1).cpu().numpy() * 255).astype("uint8"))
                 size = frame.size[::-1]
-                scale = torch.tensor(
-                    [size[1] / points.image_size[1], size[0] / points.image_size[0]],
-                    dtype=torch.float64,
-                )
                 preview = draw_drag(
-                    frame, (step.handles + 0.5) * scale - 0.5, (points.targets + 0.5) * scale - 0.5
+                    frame,
+                    scale_points(step.handles, points.image_size, size),
+                    scale_points(points.targets, points.image_size, size),
                 )
             progress.update(step.iteration + 1, preview)
 
