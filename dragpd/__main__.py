@@ -17,12 +17,9 @@ import torch
 from PIL import Image
 
 from . import bench
+from .bench import say as _say
 
 logger = logging.getLogger("dragpd")
-
-
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -29,7 +29,8 @@ from .vae import latent_decoder
 logger = logging.getLogger(__name__)
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
+    """Write a line of the command's report to stdout (the CLI's output, not a log)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
@@ -75,7 +76,7 @@ def run_speed(args: argparse.Namespace) -> int:
     model_name = args.model or ("sd15" if device.type == "cuda" else "tiny")
     dtype = torch.float16 if args.fp16 else torch.float32
     size = args.size or (512 if model_name == "sd15" else 128)
-    _say(
+    say(
         f"bench speed: model {model_name}, {size}x{size}, device {device}, "
         f"{args.threads} CPU thread(s), torch {torch.__version__}, "
         f"{args.iterations} iterations per variant"
@@ -118,13 +119,13 @@ def run_speed(args: argparse.Namespace) -> int:
         )
         rows.append((name, seconds / args.iterations, _peak_memory(device)))
     reference = rows[0][1]
-    _say(f"{'variant':28s} {'s/iteration':>12s} {'ratio':>7s}  peak memory")
+    say(f"{'variant':28s} {'s/iteration':>12s} {'ratio':>7s}  peak memory")
     for name, per_iteration, memory in rows:
-        _say(f"{name:28s} {per_iteration:12.4f} {per_iteration / reference:7.2f}  {memory}")
+        say(f"{name:28s} {per_iteration:12.4f} {per_iteration / reference:7.2f}  {memory}")
     lora = DragConfig(lora_steps=args.iterations)
     seconds = _timed(device, lambda: train_lora(unet, latent, cond, lora))
     remove_lora(unet)
-    _say(
+    say(
         f"{'LoRA step (rank 16, batch 4)':28s} {seconds / args.iterations:12.4f} "
         f"{seconds / args.iterations / reference:7.2f}  {_peak_memory(device)}"
     )
@@ -172,7 +173,7 @@ def run_toy(args: argparse.Namespace) -> int:
     }
     if args.text_edits:
         suites["drag + text recolour"] = tasks(BENCH_SEEDS, args.scenes, args.distance, True)
-    _say(
+    say(
         f"bench toy: {args.scenes} held-out scenes per suite (seeds {BENCH_SEEDS.start}+), "
         f"{args.threads} CPU thread(s), LoRA {'off' if args.no_lora else 'on'}"
     )
@@ -198,11 +199,11 @@ def run_toy(args: argparse.Namespace) -> int:
             }
             if args.no_lora:
                 variants = {k: v.replace(lora_steps=0) for k, v in variants.items()}
-        _say(f"\n{suite} ({len(suite_tasks)} edits per variant)")
+        say(f"\n{suite} ({len(suite_tasks)} edits per variant)")
         header = f"{'variant':22s} " + " ".join(f"{c:>18s}" for c in columns)
         if suite == "drag + text recolour":
             header += f" {'recolour_rate':>14s}"
-        _say(header)
+        say(header)
         report[suite] = {}
         rows: dict[str, list[dict]] = {name: [] for name in variants}
         for task in suite_tasks:  # variants inner: the task's LoRA is trained once, cached
@@ -214,10 +215,10 @@ def run_toy(args: argparse.Namespace) -> int:
             line = f"{name:22s} " + " ".join(f"{summary[c]:18.2f}" for c in columns)
             if "recolor_rate" in summary:
                 line += f" {summary['recolor_rate']:14.2f}"
-            _say(line)
+            say(line)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
-        _say(f"\nwrote {args.json}")
+        say(f"\nwrote {args.json}")
     return 0
 
 
