@@ -98,6 +98,38 @@ export function undo(state) {
   return { ...previous, undo: state.undo.slice(0, -1) };
 }
 
+/**
+ * The state on an image of another size: points and strokes rescaled when the aspect ratio
+ * is the same (within 1 %, as the Python side accepts), an empty state otherwise. Pixel
+ * centres map as in dragpd.points.scale_points: x' = (x + ½)·s − ½.
+ */
+export function resize(state, [height, width]) {
+  const [oldHeight, oldWidth] = state.imageSize;
+  if (oldHeight === height && oldWidth === width) return state;
+  const sy = height / oldHeight;
+  const sx = width / oldWidth;
+  if (!(oldHeight > 0 && oldWidth > 0) || Math.abs(sy - sx) > 0.01 * Math.max(sy, sx)) {
+    return emptyState([height, width]);
+  }
+  const size = [height, width];
+  const scale = ([x, y]) => [(x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5];
+  const round1 = ([x, y]) => [Math.round(x * 10) / 10, Math.round(y * 10) / 10];
+  return {
+    imageSize: size,
+    pairs: state.pairs.map(({ handle, target }) => ({
+      handle: snapToPixel(scale(handle), size),
+      target: snapToPixel(scale(target), size),
+    })),
+    pending: state.pending && snapToPixel(scale(state.pending), size),
+    strokes: state.strokes.map((stroke) => ({
+      ...stroke,
+      points: stroke.points.map((p) => round1(scale(p))),
+      radius: Math.max(0.5, Math.round(stroke.radius * sx * 10) / 10),
+    })),
+    undo: [],
+  };
+}
+
 /** The version-1 JSON that dragpd.DragPoints.from_json reads. */
 export function toJSON(state) {
   return JSON.stringify({

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
   click, clearAll, deletePair, emptyState, fitTransform, fromJSON, movePoint,
-  rasterizeStrokes, snapToPixel, toJSON, undo,
+  rasterizeStrokes, resize, snapToPixel, toJSON, undo,
 } from "../../js/points_model.js";
 
 const fixture = readFileSync(new URL("../fixtures/points_v1.json", import.meta.url), "utf8");
@@ -45,4 +45,20 @@ test("clicks make numbered pairs snapped to pixel centres; edits and undo work",
   s = clearAll(undo(s));
   assert.equal(s.pairs.length, 0);
   assert.deepEqual(snapToPixel([-3, 99], [10, 20]), [0, 9]);
+});
+
+test("a state moves to a resized image of the same shape and is dropped otherwise", () => {
+  let s = emptyState([64, 96]);
+  s = click(click(s, [10, 20]), [30, 40]);
+  s = { ...s, strokes: [{ points: [[10, 10], [20.5, 12]], radius: 4, erase: false }] };
+  const doubled = resize(s, [128, 192]);
+  // pixel centre (10, 20) covers [9.5, 10.5] → [19, 21] at twice the size: centre 20.5
+  assert.deepEqual(doubled.pairs, [{ handle: [21, 41], target: [61, 81] }]);
+  assert.deepEqual(doubled.strokes[0].points, [[20.5, 20.5], [41.5, 24.5]]);
+  assert.equal(doubled.strokes[0].radius, 8);
+  assert.deepEqual(doubled.undo, []);
+  assert.equal(resize(s, [64, 96]), s);
+  const square = resize(s, [64, 64]);
+  assert.deepEqual([square.imageSize, square.pairs, square.strokes], [[64, 64], [], []]);
+  assert.deepEqual(resize(emptyState([0, 0]), [8, 8]).imageSize, [8, 8]);
 });
