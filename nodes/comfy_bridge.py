@@ -117,6 +117,42 @@ def preview_images(image: Tensor) -> list[dict]:
     return results
 
 
+def uploaded_image_path(name: str) -> Path:
+    """The file of an image uploaded into ComfyUI's input folder (a path without ComfyUI)."""
+    if not HAVE_COMFY:
+        path = Path(name)
+        folder = path.parent
+    else:
+        folder = Path(folder_paths.get_input_directory()).resolve()
+        path = (folder / name).resolve()
+        if not path.is_relative_to(folder):
+            raise ValueError(f"the uploaded image {name!r} is outside ComfyUI's input folder.")
+    if not path.is_file():
+        raise ValueError(
+            f"the uploaded image {name!r} is not in {folder}: upload it again with the Point "
+            "Picker's Upload button, or connect an IMAGE."
+        )
+    return path
+
+
+def load_uploaded_image(name: str) -> Tensor:
+    """An uploaded image as IMAGE ``(1, H, W, 3)`` float in [0, 1], EXIF rotation applied."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    with Image.open(uploaded_image_path(name)) as image:
+        array = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(array / 255.0)[None]
+
+
+def uploaded_image_hash(name: str) -> str:
+    """Content hash of an uploaded image, so a re-upload under the same name reruns the node."""
+    try:
+        return hashlib.sha256(uploaded_image_path(name).read_bytes()).hexdigest()
+    except ValueError:
+        return name
+
+
 def blocker(message: str):
     """An ExecutionBlocker that stops the downstream graph with ``message`` (or None)."""
     return ExecutionBlocker(message) if HAVE_COMFY else None

@@ -22,10 +22,11 @@ def crop_to_multiple(height: int, width: int, multiple: int = 8) -> tuple[int, i
 
 class DragPDPointPicker:
     DESCRIPTION = (
-        "Pick what to move: click a handle, then its target (pairs are numbered), and paint "
-        "the region that may change. Outputs the image centre-cropped to multiples of 8 and "
-        "the points in that frame. With no pairs yet it shows the image and stops the graph "
-        "there."
+        "Pick what to move on the image (connected, or uploaded in the node): click a handle, "
+        "then its target (pairs are numbered), drag points to adjust, right-click to delete, "
+        "and paint the region that may change with the brush. Outputs the image "
+        "centre-cropped to multiples of 8 and the points in that frame. With no pairs yet it "
+        "shows the image and stops the graph there."
     )
     CATEGORY = "DragPD"
     FUNCTION = "pick"
@@ -42,21 +43,44 @@ class DragPDPointPicker:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "The photo to edit (one image)."}),
                 "points_json": (
                     "STRING",
                     {
                         "default": EMPTY_POINTS,
                         "multiline": True,
-                        "tooltip": "Pairs and mask strokes in DragPD's "
-                        "points format (version 1); the editor "
-                        "fills this in.",
+                        "tooltip": "Pairs and mask strokes in DragPD's points format "
+                        "(version 1); the editor fills this in.",
                     },
                 ),
-            }
+            },
+            "optional": {
+                "image": (
+                    "IMAGE",
+                    {"tooltip": "The photo to edit (one image). Takes precedence over an upload."},
+                ),
+                "upload": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "An image uploaded with the editor's Upload button (a file "
+                        "in ComfyUI's input folder), used when no IMAGE is connected.",
+                    },
+                ),
+            },
         }
 
-    def pick(self, image, points_json):
+    @classmethod
+    def IS_CHANGED(cls, points_json="", upload="", **_):
+        return bridge.uploaded_image_hash(upload) if upload else ""
+
+    def pick(self, image=None, points_json=EMPTY_POINTS, upload=""):
+        if image is None:
+            if not upload:
+                raise ValueError(
+                    "DragPD Point Picker: connect an IMAGE (e.g. from Load Image) or upload "
+                    "one with the Upload button in the node."
+                )
+            image = bridge.load_uploaded_image(upload)
         if image.shape[0] != 1:
             raise ValueError(
                 f"the Point Picker takes one image; got a batch of {image.shape[0]}. "
@@ -73,10 +97,23 @@ class DragPDPointPicker:
         cropped = points.cropped(top, left, new_h, new_w)
         mask = cropped.mask
         out_mask = torch.zeros(1, new_h, new_w) if mask is None else mask[None].float()
+        ui["dragpd_points"] = [_summary(cropped)]
         return {
             "ui": ui,
             "result": (image[:, top : top + new_h, left : left + new_w], cropped, out_mask),
         }
+
+
+def _summary(points: DragPoints) -> dict:
+    """What the node sends on, for the UI and the history: the pairs in the output frame."""
+    return {
+        "image_size": list(points.image_size),
+        "pairs": [
+            {"handle": h.tolist(), "target": t.tolist()}
+            for h, t in zip(points.handles, points.targets, strict=True)
+        ],
+        "masked": points.mask is not None,
+    }
 
 
 def _points_for(document: dict, size: tuple[int, int]) -> DragPoints:

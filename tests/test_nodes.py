@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 import nodes
 from dragpd import DragPoints
@@ -104,6 +105,34 @@ def test_picker_without_pairs_blocks_instead_of_failing():
     image = torch.rand(1, 64, 64, 3)
     out = DragPDPointPicker().pick(image, '{"version": 1, "image_size": [64, 64], "pairs": []}')
     assert "ui" in out and out["result"] == (None, None, None)  # ExecutionBlocker in ComfyUI
+
+
+def test_picker_reads_an_uploaded_image_and_reports_the_points_it_sends(tmp_path):
+    pixels = (torch.rand(1, 67, 70, 3, generator=torch.Generator().manual_seed(2)) * 255).round()
+    path = tmp_path / "photo.png"
+    Image.fromarray(pixels[0].byte().numpy()).save(path)
+    text = json.dumps(
+        {"version": 1, "image_size": [67, 70], "pairs": [{"handle": [10, 20], "target": [30, 21]}]}
+    )
+    out = DragPDPointPicker().pick(points_json=text, upload=str(path))
+    image, points, _ = out["result"]
+    assert image.shape == (1, 64, 64, 3)  # centre crop: 1 row off the top, 3 columns off the left
+    assert torch.equal(image[0] * 255, pixels[0, 1:65, 3:67])
+    assert out["ui"]["dragpd_points"] == [
+        {
+            "image_size": [64, 64],
+            "pairs": [{"handle": [7.0, 19.0], "target": [27.0, 20.0]}],
+            "masked": False,
+        }
+    ]
+    assert torch.equal(points.handles, torch.tensor([[7.0, 19.0]], dtype=torch.float64))
+    first = DragPDPointPicker.IS_CHANGED(points_json=text, upload=str(path))
+    Image.fromarray(pixels[0].byte().numpy()[::-1].copy()).save(path)
+    assert DragPDPointPicker.IS_CHANGED(points_json=text, upload=str(path)) != first
+    with pytest.raises(ValueError, match="connect an IMAGE"):
+        DragPDPointPicker().pick(points_json=text)
+    with pytest.raises(ValueError, match="upload it again"):
+        DragPDPointPicker().pick(points_json=text, upload=str(tmp_path / "gone.png"))
 
 
 @pytest.mark.parametrize(
