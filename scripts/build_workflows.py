@@ -17,6 +17,15 @@ from nodes import NODE_CLASS_MAPPINGS  # noqa: E402
 
 CHECKPOINT = "dragpd_test_sd15.safetensors"
 IMAGE = "dragpd_example.png"
+CLIP_WEIGHTS = "dragpd_test_clip.safetensors"
+EMPTY_POINTS = '{"version": 1, "image_size": [0, 0], "pairs": [], "mask": null}'
+# The UI workflows are for users: their files under common names, no points yet (the API
+# copies keep the test assets and one pair, so they run unattended).
+FOR_USERS = {
+    CHECKPOINT: "v1-5-pruned-emaonly-fp16.safetensors",
+    IMAGE: "example.png",  # ComfyUI ships input/example.png
+    CLIP_WEIGHTS: "open_clip_vit_b32.safetensors",
+}
 EXAMPLE_POINTS = json.dumps(
     {
         "version": 1,
@@ -114,7 +123,7 @@ def basic(text_guided: bool = False) -> dict:
         graph[13] = (
             "DragPDCLIPReward",
             {
-                "weights_file": "dragpd_test_clip.safetensors",
+                "weights_file": CLIP_WEIGHTS,
                 "architecture": "ViT-B-32",
                 "edit_text": "a smile",
                 "weight": 1.0,
@@ -196,7 +205,10 @@ def to_ui(graph: dict) -> dict:
             ui_inputs.append({"name": name, "type": kind, "link": link})
         widget_values = []
         for name in widgets:
-            widget_values.append(values.get(name, ""))
+            value = values.get(name, "")
+            if name == "points_json":
+                value = EMPTY_POINTS
+            widget_values.append(FOR_USERS.get(value, value) if isinstance(value, str) else value)
             if name in SEED_NAMES:
                 widget_values.append("fixed")
         nodes.append(
