@@ -1,10 +1,11 @@
 // DragPD Point Picker: the canvas editor inside the node. Logic lives in points_model.js;
 // this file only draws and handles input. State is kept in image pixels and written to the
 // node's (hidden) points_json widget in the version-1 format dragpd.DragPoints reads.
+import { api } from "../../scripts/api.js";
 import { app } from "../../scripts/app.js";
 import {
   addStroke, clearAll, click, deletePair, emptyState, fitTransform, fromJSON, movePoint,
-  toJSON, undo,
+  resize, toJSON, undo,
 } from "./points_model.js";
 
 const COLORS = ["#e53935", "#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#00acc1"];
@@ -13,14 +14,29 @@ const GRAB_RADIUS = 8; // canvas px
 function imageUrl(info) {
   const params = new URLSearchParams({ filename: info.filename, subfolder: info.subfolder || "",
                                        type: info.type || "temp", rand: Math.random() });
-  return `/view?${params}`;
+  return api.apiURL(`/view?${params}`);
+}
+
+/** The image file an "upload" widget value names ("sub/name.png" in the input folder). */
+function uploadInfo(value) {
+  const slash = value.lastIndexOf("/");
+  return { filename: value.slice(slash + 1), subfolder: slash < 0 ? "" : value.slice(0, slash),
+           type: "input" };
+}
+
+function hideWidget(widget) {
+  widget.hidden = true;
+  widget.computeSize = () => [0, -4];
+  if (widget.element) widget.element.style.display = "none";
 }
 
 class PointEditor {
-  constructor(node, jsonWidget) {
+  constructor(node, jsonWidget, uploadWidget) {
     this.node = node;
     this.jsonWidget = jsonWidget;
+    this.uploadWidget = uploadWidget;
     this.image = null;
+    this.upstreamSource = null;
     this.brush = { on: false, erase: false, radius: 12 };
     this.stroke = null;
     this.drag = null;
@@ -30,7 +46,12 @@ class PointEditor {
     this.root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%";
     this.toolbar = document.createElement("div");
     this.toolbar.style.cssText = "display:flex;gap:4px;flex-wrap:wrap;font-size:11px";
-    for (const [label, action] of [["Undo", () => this.apply(undo(this.state))],
+    this.file = document.createElement("input");
+    Object.assign(this.file, { type: "file", accept: "image/*" });
+    this.file.style.display = "none";
+    this.file.onchange = () => this.upload(this.file.files[0]);
+    for (const [label, action] of [["Upload", () => this.file.click()],
+                                   ["Undo", () => this.apply(undo(this.state))],
                                    ["Clear", () => this.apply(clearAll(this.state))],
                                    ["Brush", () => this.toggleBrush(false)],
                                    ["Eraser", () => this.toggleBrush(true)]]) {
@@ -46,7 +67,7 @@ class PointEditor {
     this.toolbar.append(this.size);
     this.canvas = document.createElement("canvas");
     this.canvas.style.cssText = "width:100%;flex:1;min-height:160px;background:#222";
-    this.root.append(this.toolbar, this.canvas);
+    this.root.append(this.toolbar, this.canvas, this.file);
     this.listeners = [
       [this.canvas, "pointerdown", (e) => this.onDown(e)],
       [this.canvas, "pointermove", (e) => this.onMove(e)],
@@ -70,17 +91,45 @@ class PointEditor {
     this.brush = { ...this.brush, on: !(this.brush.on && this.brush.erase === erase), erase };
   }
 
+  /** Show an image; points move with it when its size changes but not its shape. */
   setImage(url) {
     const image = new Image();
     image.onload = () => {
       this.image = image;
       const size = [image.naturalHeight, image.naturalWidth];
-      if (this.state.imageSize[0] !== size[0] || this.state.imageSize[1] !== size[1]) {
-        this.apply({ ...emptyState(size), undo: [] });
-      }
+      const resized = resize(this.state, size);
+      if (resized !== this.state) this.apply(resized);
       this.redraw();
     };
     image.src = url;
+  }
+
+  /** Upload a file to ComfyUI's input folder; the node uses it when no IMAGE is connected. */
+  async upload(file) {
+    if (!file) return;
+    const body = new FormData();
+    body.append("image", file);
+    body.append("subfolder", "dragpd");
+    body.append("type", "input");
+    const response = await api.fetchApi("/upload/image", { method: "POST", body });
+    if (response.status !== 200) {
+      alert(`DragPD Point Picker: upload failed (${response.status} ${response.statusText})`);
+      return;
+    }
+    const { name, subfolder } = await response.json();
+    this.uploadWidget.value = subfolder ? `${subfolder}/${name}` : name;
+    this.setImage(imageUrl(uploadInfo(this.uploadWidget.value)));
+    this.file.value = "";
+  }
+
+  /** Follow the preview of the node feeding `image` (e.g. Load Image) when it changes. */
+  followUpstream() {
+    const link = this.node.inputs?.find((input) => input.name === "image")?.link;
+    const upstream = link != null ? this.node.graph?.getNodeById(
+      this.node.graph.links[link]?.origin_id) : null;
+    const source = upstream?.imgs?.[0]?.src || null;
+    if (source && source !== this.upstreamSource) this.setImage(source);
+    this.upstreamSource = source;
   }
 
   apply(state) {
@@ -175,7 +224,8 @@ class PointEditor {
     ctx.clearRect(0, 0, rect.width, rect.height);
     if (!this.image) {
       ctx.fillStyle = "#aaa";
-      ctx.fillText("Queue once to show the image, then click handle → target.", 8, 16);
+      ctx.fillText("Load or upload an image (or queue once),", 8, 16);
+      ctx.fillText("then click handle → target.", 8, 30);
       return;
     }
     const t = this.transform();
@@ -202,22 +252,27 @@ class PointEditor {
       const [hx, hy] = t.toCanvas(handle);
       const [tx, ty] = t.toCanvas(target);
       const color = COLORS[i % COLORS.length];
-      ctx.strokeStyle = color;
-      ctx.fillStyle = color;
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      ctx.moveTo(hx, hy);
-      ctx.lineTo(tx, ty);
-      ctx.stroke();
       const angle = Math.atan2(ty - hy, tx - hx);
-      ctx.beginPath();
-      ctx.moveTo(tx, ty);
-      ctx.lineTo(tx - 10 * Math.cos(angle - 0.4), ty - 10 * Math.sin(angle - 0.4));
-      ctx.lineTo(tx - 10 * Math.cos(angle + 0.4), ty - 10 * Math.sin(angle + 0.4));
-      ctx.fill();
-      ctx.beginPath();
-      ctx.arc(hx, hy, 5, 0, 2 * Math.PI);
-      ctx.fill();
+      const head = [[tx, ty], [tx - 10 * Math.cos(angle - 0.4), ty - 10 * Math.sin(angle - 0.4)],
+                    [tx - 10 * Math.cos(angle + 0.4), ty - 10 * Math.sin(angle + 0.4)]];
+      // a dark halo first, so an arrow stays visible on an object of its own colour
+      for (const [style, width, dot] of [["rgba(0,0,0,0.7)", 4, 6.5], [color, 2, 5]]) {
+        ctx.strokeStyle = style;
+        ctx.fillStyle = style;
+        ctx.lineWidth = width;
+        ctx.beginPath();
+        ctx.moveTo(hx, hy);
+        ctx.lineTo(tx, ty);
+        ctx.stroke();
+        ctx.beginPath();
+        head.forEach(([x, y], k) => (k === 0 ? ctx.moveTo(x, y) : ctx.lineTo(x, y)));
+        ctx.closePath();
+        ctx.fill();
+        if (width > 2) ctx.stroke();
+        ctx.beginPath();
+        ctx.arc(hx, hy, dot, 0, 2 * Math.PI);
+        ctx.fill();
+      }
       ctx.fillStyle = "#fff";
       ctx.fillText(String(i + 1), hx + 7, hy - 7);
     });
@@ -246,10 +301,10 @@ app.registerExtension({
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
       const jsonWidget = this.widgets.find((w) => w.name === "points_json");
-      jsonWidget.hidden = true;
-      jsonWidget.computeSize = () => [0, -4];
-      if (jsonWidget.element) jsonWidget.element.style.display = "none";
-      this.dragpdEditor = new PointEditor(this, jsonWidget);
+      const uploadWidget = this.widgets.find((w) => w.name === "upload");
+      hideWidget(jsonWidget);
+      hideWidget(uploadWidget);
+      this.dragpdEditor = new PointEditor(this, jsonWidget, uploadWidget);
       this.addDOMWidget("point_editor", "dragpd_points", this.dragpdEditor.root, {
         serialize: false,
         getMinHeight: () => 220,
@@ -266,8 +321,19 @@ app.registerExtension({
     const onConfigure = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function () {
       const result = onConfigure?.apply(this, arguments);
-      if (this.dragpdEditor) this.dragpdEditor.state = this.dragpdEditor.readState();
+      const editor = this.dragpdEditor;
+      if (editor) {
+        editor.state = editor.readState();
+        const uploaded = editor.uploadWidget.value;
+        if (uploaded) editor.setImage(imageUrl(uploadInfo(uploaded)));
+        editor.redraw();
+      }
       return result;
+    };
+    const onDrawBackground = nodeType.prototype.onDrawBackground;
+    nodeType.prototype.onDrawBackground = function () {
+      this.dragpdEditor?.followUpstream();
+      return onDrawBackground?.apply(this, arguments);
     };
     const onRemoved = nodeType.prototype.onRemoved;
     nodeType.prototype.onRemoved = function () {
