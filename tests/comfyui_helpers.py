@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -74,3 +82,80 @@ def install_pack(custom_nodes: Path, name: str = "ComfyUI-DragPD-main") -> Path:
         ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", ".pytest_cache"),
     )
     return target
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def post_json(url: str, payload: dict):
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if body.strip() else {}
+
+
+@contextlib.contextmanager
+def comfyui_server(base: Path, startup_s: float = 300) -> Iterator[str]:
+    """Run ``main.py --cpu`` on a free 127.0.0.1 port over ``base``; yields its URL."""
+    port = _free_port()
+    log_path = base / "comfyui.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "main.py",
+                "--cpu",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--base-directory",
+                str(base),
+                "--disable-auto-launch",
+            ],
+            cwd=COMFYUI_PATH,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + startup_s
+            while True:
+                try:
+                    get_json(f"{url}/system_stats")
+                    break
+                except OSError:
+                    if process.poll() is not None or time.time() > deadline:
+                        raise RuntimeError(
+                            "ComfyUI did not start:\n" + log_path.read_text()[-4000:]
+                        ) from None
+                    time.sleep(1)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_for_prompt(url: str, prompt_id: str, timeout: float = 1200) -> dict:
+    """The history entry of a queued prompt once it has finished (TimeoutError otherwise)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = get_json(f"{url}/history/{prompt_id}")
+        status = history.get(prompt_id, {}).get("status", {})
+        if status.get("completed") is not None and status.get("status_str") != "running":
+            return history[prompt_id]
+        time.sleep(2)
+    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")

@@ -7,11 +7,9 @@ recognises SD1.5 at full width), 64×64 images, 2–3 steps everywhere. Not part
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +19,13 @@ from comfyui_helpers import (
     COMFYUI_PATH,
     ROOT,
     SKIP_REASON,
+    comfyui_server,
     install_pack,
     make_sd15_checkpoint,
+    wait_for_prompt,
 )
+from comfyui_helpers import get_json as _get
+from comfyui_helpers import post_json as _post
 from PIL import Image
 
 pytestmark = pytest.mark.comfyui
@@ -94,26 +96,6 @@ def test_nodes_in_process_leave_the_model_untouched(checkpoint, tmp_path):
 # --- over HTTP ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def _post(url: str, payload: dict):
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = response.read()
-    return json.loads(body) if body.strip() else {}
-
-
 @pytest.fixture(scope="module")
 def server(checkpoint, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_base")
@@ -124,42 +106,8 @@ def server(checkpoint, tmp_path_factory):
     pixels = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     Image.fromarray(pixels).save(base / "input" / "dragpd_example.png")
     _make_clip_weights(base / "models" / "dragpd_clip" / "dragpd_test_clip.safetensors")
-    port = _free_port()
-    log = open(base / "comfyui.log", "w")  # noqa: SIM115 (open for the server's lifetime)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "main.py",
-            "--cpu",
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--base-directory",
-            str(base),
-            "--disable-auto-launch",
-        ],
-        cwd=COMFYUI_PATH,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            _get(f"{url}/system_stats")
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail((base / "comfyui.log").read_text()[-4000:])
-            time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("ComfyUI did not start in 300 s")
-    yield url, base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    with comfyui_server(base) as url:
+        yield url, base
 
 
 def _make_clip_weights(path: Path) -> None:
@@ -187,14 +135,7 @@ def _small(graph: dict, iterations: int = 2) -> dict:
 
 def _run(url: str, graph: dict, timeout: float = 1200) -> dict:
     prompt_id = _post(f"{url}/prompt", {"prompt": graph})["prompt_id"]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        history = _get(f"{url}/history/{prompt_id}")
-        status = history.get(prompt_id, {}).get("status", {})
-        if status.get("completed") is not None and status.get("status_str") != "running":
-            return history[prompt_id]
-        time.sleep(2)
-    pytest.fail(f"prompt {prompt_id} did not finish in {timeout} s")
+    return wait_for_prompt(url, prompt_id, timeout)
 
 
 def test_object_info_lists_every_node(server):
