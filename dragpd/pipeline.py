@@ -7,17 +7,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from .checkpoint import SD15, Sd15Architecture, load_sd15_checkpoint
 from .config import DragConfig
 from .drag import DragCallback, DragResult, drag
 from .inversion import denoise, invert
 from .lora import export_comfy_lora, import_comfy_lora, lora_cache_key, remove_lora, train_lora
 from .points import DragPoints
+from .prompt import prompt_encoder
 from .reward import ClipReward
 from .vae import decode_latents, encode_images, latent_decoder
 
@@ -105,6 +108,49 @@ class DragPDPipeline:
             (toy.clip, toy.tokenizer),
             "toy",
             model_key="dragpd-toy",
+        )
+
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | Path,
+        *,
+        clip: tuple[nn.Module, Callable] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        architecture: Sd15Architecture = SD15,
+    ) -> DragPDPipeline:
+        """SD1.5 from one local single-file checkpoint, offline.
+
+        The checkpoint must be **ε-prediction** (SD1.x and its fine-tunes and merges):
+        v-prediction cannot be told from the weights, and such a model would give wrong
+        inversions and edits. SD2.x, SDXL and inpainting checkpoints are refused.
+
+        Args:
+            path: ``.safetensors`` in the original LDM layout, e.g.
+                ``v1-5-pruned-emaonly.safetensors``; ``.ckpt`` / ``.pt`` files are read
+                with ``torch.load(weights_only=True)``.
+            clip: optional ``(open_clip model, tokenizer)`` for the CLIP reward, e.g.
+                from :func:`~dragpd.reward.load_open_clip`.
+            device: where the models run; the CPU when ``None``.
+            dtype: the models' dtype; float16 halves the memory on a GPU.
+            architecture: the models to build, SD1.5's by default; see
+                :class:`~dragpd.checkpoint.Sd15Architecture`.
+
+        Raises:
+            ValueError: the file is missing, unreadable or not an SD1.x checkpoint; the
+                message says which and what to pass instead.
+        """
+        from open_clip.tokenizer import SimpleTokenizer
+
+        models = load_sd15_checkpoint(path, architecture, device=device, dtype=dtype)
+        return cls(
+            models.unet,
+            models.vae,
+            prompt_encoder(models.text_encoder, SimpleTokenizer()),
+            clip,
+            "sd15",
+            model_key=f"sd15:{models.fingerprint}",
         )
 
     def default_config(self, **overrides) -> DragConfig:

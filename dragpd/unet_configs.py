@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SD15_UNET", "SD15_VAE"]
+__all__ = ["SD15_TEXT_ENCODER", "SD15_UNET", "SD15_VAE"]
 
 # Stable Diffusion 1.x UNet2DConditionModel (860 M parameters).
 SD15_UNET = {
@@ -40,4 +40,22 @@ SD15_VAE = {
     "norm_num_groups": 32,
     "sample_size": 512,
     "scaling_factor": 0.18215,
+}
+
+# Stable Diffusion 1.x text encoder: the text tower of OpenAI's CLIP ViT-L/14 (123 M
+# parameters), keyword arguments of transformers' CLIPTextConfig. The UNet reads its
+# final layer's hidden states (after the final layer norm), (1, 77, 768).
+SD15_TEXT_ENCODER = {
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+    "projection_dim": 768,
+    "bos_token_id": 49406,  # <|startoftext|>
+    "eos_token_id": 49407,  # <|endoftext|>, also the padding
+    "pad_token_id": 49407,
 }

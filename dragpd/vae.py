@@ -19,10 +19,13 @@ def _scaling(vae: nn.Module) -> float:
 
 
 def encode_images(vae: nn.Module, images: Tensor) -> Tensor:
-    """``(B, 3, H, W)`` in [0, 1] → ``(B, C, H/f, W/f)`` scaled latents (the posterior mean)."""
-    dtype = next(vae.parameters()).dtype
+    """``(B, 3, H, W)`` in [0, 1] → ``(B, C, H/f, W/f)`` scaled latents (the posterior mean).
+
+    The latents are on the VAE's device, in float32.
+    """
+    weight = next(vae.parameters())
     with torch.no_grad():
-        posterior = vae.encode(images.to(dtype) * 2.0 - 1.0).latent_dist
+        posterior = vae.encode(images.to(weight.device, weight.dtype) * 2.0 - 1.0).latent_dist
     return posterior.mean.float() * _scaling(vae)
 
 
