@@ -57,6 +57,20 @@ def test_drag_score_on_a_known_move():
     assert still.error == pytest.approx(np.linalg.norm(offset), abs=0.3) and still.moved < 0.3
 
 
+def test_a_recoloured_shape_is_found_by_its_new_colour():
+    scene = make_scene(11)
+    shape = scene.shapes[0]
+    new = next(c for c in COLORS if c not in {s["color"] for s in scene.shapes})
+    shapes = [dict(s) for s in scene.shapes]
+    shapes[0].update(color=new, rgb=COLORS[new])
+    recoloured = render_scene(shapes, scene.background)
+    lost = score_drag(scene.image, recoloured, shape, shape["center"])
+    found = score_drag(scene.image, recoloured, shape, shape["center"], COLORS[new])
+    assert lost.area_ratio == 0.0 or lost.error == np.inf
+    assert found.error < 0.3 and found.area_ratio == pytest.approx(1.0, abs=0.05)
+    assert found.color_shift > 50
+
+
 def test_tasks_keep_shapes_inside_and_apart():
     found = [make_task(seed, 16.0, recolor=True) for seed in range(5000, 5030)]
     found = [t for t in found if t is not None]

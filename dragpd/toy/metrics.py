@@ -50,11 +50,15 @@ class EditScore:
     background_psnr: float  # dB, outside discs around the shape's old and new place
 
 
-def score_drag(before: Image.Image, after: Image.Image, shape: dict, target) -> EditScore:
+def score_drag(
+    before: Image.Image, after: Image.Image, shape: dict, target, new_rgb=None
+) -> EditScore:
     """Score dragging ``shape`` (a scene's shape dict) so its centre lands on ``target``.
 
     The shape is found by colour in both images, restricted to a disc around its old and
-    new place so another shape cannot be mistaken for it.
+    new place so another shape cannot be mistaken for it. With ``new_rgb`` (a recolour
+    edit) the edited image is searched for either colour, so a recoloured shape still
+    counts as there.
     """
     size = before.size[::-1]
     center = np.asarray(shape["center"], dtype=np.float64)
@@ -63,7 +67,10 @@ def score_drag(before: Image.Image, after: Image.Image, shape: dict, target) -> 
     reach = shape["size"] * 0.9 + 2
     around = _disc(size, center, reach) | _disc(size, target, reach)
     mask_before = shape_pixels(before, shape["rgb"]) & _disc(size, center, reach)
-    mask_after = shape_pixels(after, shape["rgb"]) & around
+    found = shape_pixels(after, shape["rgb"])
+    if new_rgb is not None:
+        found |= shape_pixels(after, new_rgb)
+    mask_after = found & around
     c0, c1 = _centroid(mask_before), _centroid(mask_after)
     keep = ~around
     psnr = background_psnr(before, after, keep)
