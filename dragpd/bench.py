@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .config import DragConfig
+from .config import TEXT_EDIT_CLIP_WEIGHT, DragConfig
 from .drag import drag
 from .inversion import invert
 from .lora import remove_lora, train_lora
@@ -98,8 +98,9 @@ def run_speed(args: argparse.Namespace) -> int:
         "+DWPT": base.replace(dwpt_beta=0.3),
         "+default region+blending": base.replace(default_region=True, latent_blending=True),
         "+PPR": base.replace(ppr_weight=1.0),
-        "+CLIP (every iteration)": base.replace(clip_weight=1.0),
-        "+CLIP (every 4th)": base.replace(clip_weight=1.0, clip_every=4),
+        # the reward's cost per iteration: in the loop (clip_iterations=0), not after it
+        "+CLIP (every iteration)": base.replace(clip_weight=1.0, clip_iterations=0),
+        "+CLIP (every 4th)": base.replace(clip_weight=1.0, clip_every=4, clip_iterations=0),
         "full DragPD": DragConfig.for_model(
             "sd15",
             **preset,
@@ -108,6 +109,7 @@ def run_speed(args: argparse.Namespace) -> int:
             ppr_weight=1.0,
             clip_weight=1.0,
             clip_every=4,
+            clip_iterations=0,
         ),
     }
     drag(unet, inversion, points, base.replace(max_iterations=2))  # warm-up
@@ -132,31 +134,54 @@ def run_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _toy_variants(args: argparse.Namespace) -> dict[str, DragConfig]:
-    base = DragConfig.dragdiffusion("toy")
-    full = DragConfig.for_model("toy")
-    variants = {
-        "baseline": base,
-        "+DWPT": base.replace(dwpt_beta=full.dwpt_beta),
-        "+region+blending": base.replace(default_region=True, latent_blending=True),
-        "+PPR": base.replace(ppr_weight=args.ppr_weight),
-        "full DragPD": full.replace(ppr_weight=args.ppr_weight),
-    }
-    for spec in args.variant or []:  # name:key=value,key=value on top of full DragPD
+def _extra_variants(specs: list[str] | None, over: DragConfig) -> dict[str, DragConfig]:
+    """``NAME:key=value,key=value`` specs, each applied on top of ``over``."""
+    variants = {}
+    for spec in specs or []:
         name, _, assignments = spec.partition(":")
         changes = {}
         for item in filter(None, assignments.split(",")):
             key, _, value = item.partition("=")
-            current = getattr(full, key)
+            current = getattr(over, key)
             changes[key] = (
                 type(current)(value)
                 if not isinstance(current, bool)
                 else value.lower() in ("1", "true", "yes")
             )
-        variants[name] = full.replace(**changes)
+        variants[name] = over.replace(**changes)
+    return variants
+
+
+def _select(variants: dict[str, DragConfig], args: argparse.Namespace) -> dict[str, DragConfig]:
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only}
     return {k: v.replace(lora_steps=0) if args.no_lora else v for k, v in variants.items()}
+
+
+def _toy_variants(args: argparse.Namespace) -> dict[str, DragConfig]:
+    base = DragConfig.dragdiffusion("toy")
+    full = DragConfig.for_model("toy", ppr_weight=args.ppr_weight)
+    variants = {
+        "baseline": base,
+        "+DWPT": base.replace(dwpt_beta=full.dwpt_beta),
+        "+region+blending": base.replace(default_region=True, latent_blending=True),
+        "+PPR": base.replace(ppr_weight=args.ppr_weight),
+        "full DragPD": full,
+        **_extra_variants(args.variant, full),
+    }
+    return _select(variants, args)
+
+
+def _text_variants(args: argparse.Namespace) -> dict[str, DragConfig]:
+    """Full DragPD without and with the CLIP reward; ``--variant`` changes the latter."""
+    full = DragConfig.for_model("toy", ppr_weight=args.ppr_weight)
+    with_clip = full.replace(clip_weight=args.clip_weight, clip_every=args.clip_every)
+    variants = {
+        "full, no CLIP": full,
+        "full + CLIP": with_clip,
+        **_extra_variants(args.variant, with_clip),
+    }
+    return _select(variants, args)
 
 
 def run_toy(args: argparse.Namespace) -> int:
@@ -167,11 +192,13 @@ def run_toy(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     pipe = DragPDPipeline.from_toy()
-    suites = {
-        f"drag {args.distance:g} px": tasks(BENCH_SEEDS, args.scenes, args.distance),
-        f"long drag {args.long_distance:g} px": tasks(BENCH_SEEDS, args.scenes, args.long_distance),
-    }
-    if args.text_edits:
+    suites = {}
+    if not args.text_only:
+        suites[f"drag {args.distance:g} px"] = tasks(BENCH_SEEDS, args.scenes, args.distance)
+        suites[f"long drag {args.long_distance:g} px"] = tasks(
+            BENCH_SEEDS, args.scenes, args.long_distance
+        )
+    if args.text_edits or args.text_only:
         suites["drag + text recolour"] = tasks(BENCH_SEEDS, args.scenes, args.distance, True)
     say(
         f"bench toy: {args.scenes} held-out scenes per suite (seeds {BENCH_SEEDS.start}+), "
@@ -188,20 +215,11 @@ def run_toy(args: argparse.Namespace) -> int:
         "seconds",
     )
     for suite, suite_tasks in suites.items():
-        variants = _toy_variants(args)
-        if suite == "drag + text recolour":
-            full = DragConfig.for_model("toy", ppr_weight=args.ppr_weight)
-            variants = {
-                "full, no CLIP": full,
-                "full + CLIP": full.replace(
-                    clip_weight=args.clip_weight, clip_every=args.clip_every
-                ),
-            }
-            if args.no_lora:
-                variants = {k: v.replace(lora_steps=0) for k, v in variants.items()}
+        text = suite == "drag + text recolour"
+        variants = _text_variants(args) if text else _toy_variants(args)
         say(f"\n{suite} ({len(suite_tasks)} edits per variant)")
         header = f"{'variant':22s} " + " ".join(f"{c:>18s}" for c in columns)
-        if suite == "drag + text recolour":
+        if text:
             header += f" {'recolour_rate':>14s}"
         say(header)
         report[suite] = {}
@@ -255,14 +273,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=DragConfig().ppr_weight or 1.0,
         help="PPR weight of the +PPR and full variants",
     )
-    toy.add_argument("--clip-weight", type=float, default=1.0, help="CLIP weight, text edits")
+    toy.add_argument(
+        "--clip-weight", type=float, default=TEXT_EDIT_CLIP_WEIGHT, help="CLIP weight, text edits"
+    )
     toy.add_argument("--clip-every", type=int, default=1, help="CLIP every k-th iteration")
     toy.add_argument("--text-edits", action="store_true", help="also the recolour suite")
+    toy.add_argument("--text-only", action="store_true", help="only the recolour suite")
     toy.add_argument("--no-lora", action="store_true", help="skip the per-image LoRA")
     toy.add_argument(
         "--variant",
         action="append",
-        help="extra variant NAME:key=value,... over full DragPD (repeatable)",
+        help="extra variant NAME:key=value,... over full DragPD (over full + CLIP in the "
+        "recolour suite; repeatable)",
     )
     toy.add_argument("--only", nargs="*", help="run only these variant names")
     toy.add_argument("--threads", type=int, default=2, help="CPU threads for torch")

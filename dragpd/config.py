@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MODEL_PRESETS", "DragConfig"]
+__all__ = ["MODEL_PRESETS", "TEXT_EDIT_CLIP_WEIGHT", "DragConfig"]
 
 # Knobs that depend on the backbone. SD1.5's values are DragDiffusion's.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -24,6 +24,11 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         "reach_distance": 1.0,  # cells = px here: 2 stopped 2 px short of 10 px drags
     },
 }
+
+
+# The CLIP reward's weight for an edit text when the caller sets none (the pipeline, the
+# CLIP Reward node): the toy bench's choice (README, "The toy world"); not measured on SD1.5.
+TEXT_EDIT_CLIP_WEIGHT = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,10 @@ class DragConfig:
     # --- CLIP reward (DragPD; weight 0 = off; needs an edit text) ---
     clip_weight: float = 0.0  # w_clip: L_clip = -w_clip · R
     clip_every: int = 1  # apply the reward every k-th iteration (it costs a decoder backward)
+    # iterations of text edit after the drag: the reward with background, PPR and a hold on
+    # the moved content; 0 applies the reward during the drag instead
+    clip_iterations: int = 20
+    hold_weight: float = 1.0  # text phase: weight of the hold on the moved content's features
 
     # --- final denoise (DragDiffusion) ---
     mutual_attention: bool = True  # edited branch reads the reference branch's keys/values
@@ -103,6 +112,8 @@ class DragConfig:
             (self.ppr_window in ("global", "region"), "ppr_window must be 'global' or 'region'"),
             (self.clip_weight >= 0.0, "clip_weight must be >= 0 (0 is off)"),
             (self.clip_every >= 1, "clip_every must be >= 1"),
+            (self.clip_iterations >= 0, "clip_iterations must be >= 0"),
+            (self.hold_weight >= 0.0, "hold_weight must be >= 0"),
             (
                 self.autocast_dtype in (None, "float16", "bfloat16"),
                 "autocast_dtype must be None, 'float16' or 'bfloat16'",

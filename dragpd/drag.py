@@ -16,6 +16,7 @@ from .inversion import Inversion, predict_noise
 from .motion import (
     background_loss,
     default_editable_region,
+    hold_loss,
     mask_to_grid,
     motion_supervision_loss,
     sample_patches,
@@ -143,9 +144,14 @@ def drag(
     outside the editable region. With ``config.ppr_weight > 0`` the PPR term
     (:func:`~dragpd.prior.ppr_loss`) and with ``config.clip_weight > 0`` the CLIP reward
     on the decoded x̂₀ (every ``config.clip_every`` iterations) join the loss; each is
-    exactly absent at weight 0. UNet weights are frozen (and restored); gradients reach
-    only z. Runs under ``inference_mode(False)`` and ``enable_grad()``, so it may be
-    called from inside ``torch.inference_mode()``.
+    exactly absent at weight 0. With a reward and ``config.clip_iterations > 0`` the text
+    edit is a second phase: once the handles arrive (or the drag's iterations run out),
+    ``clip_iterations`` more steps optimise the reward with the background and PPR terms
+    and a hold on the moved content (:func:`~dragpd.motion.hold_loss`) instead of motion
+    supervision; with ``clip_iterations = 0`` the reward acts during the drag. UNet
+    weights are frozen (and restored); gradients reach only z. Runs under
+    ``inference_mode(False)`` and ``enable_grad()``, so it may be called from inside
+    ``torch.inference_mode()``.
 
     Args:
         unet: diffusers ``UNet2DConditionModel`` whose weights are normal tensors.
@@ -218,10 +224,15 @@ def _optimise(
     optimizer = torch.optim.Adam([z], lr=config.lr)
     history: list[DragStep] = []
     stop_reason = "max_iterations"
-    updates = 0
+    updates = text_updates = 0
+    # With a reward and clip_iterations > 0 the edit has two phases: the drag, then the text
+    # edit, which holds the moved content (patches at the handles when the drag ended).
+    text_phase = config.clip_weight > 0 and config.clip_iterations > 0
+    held = None
+    budget = config.max_iterations + (config.clip_iterations + 1 if text_phase else 0)
     with capture_up_block(unet, config.feature_block) as capture:
         reference = anchor = prediction_ref = None
-        for iteration in range(config.max_iterations):
+        for iteration in range(budget):
             eps, features = forward(z)
             if reference is None:  # iteration 0: z == z0, this forward is also the reference
                 reference = features.detach()[:, handles[:, 1].long(), handles[:, 0].long()].T
@@ -233,7 +244,7 @@ def _optimise(
                     with torch.no_grad():  # the decode of z*'s own x̂₀, once per edit
                         x0 = predict_x0(z0, eps.detach(), alpha)
                         reward = reward.with_reference(decoder(x0).float())
-            else:
+            elif held is None:
                 handles = track_points(
                     features,
                     reference,
@@ -243,14 +254,25 @@ def _optimise(
                     config.dwpt_beta,
                 )
             remaining = (targets - handles).norm(dim=-1)
-            if bool((remaining < config.reach_distance).all()):
+            arrived = bool((remaining < config.reach_distance).all())
+            if held is None and (arrived or iteration >= config.max_iterations):
+                stop_reason = "reached" if arrived else "max_iterations"
+                if not text_phase:
+                    history.append(DragStep(iteration, to_image(handles)))
+                    break
+                held = sample_patches(features.detach(), handles, config.motion_radius)
+            if held is not None and text_updates == config.clip_iterations:
                 history.append(DragStep(iteration, to_image(handles)))
-                stop_reason = "reached"
                 break
-            motion = motion_supervision_loss(
-                features, handles, targets, config.motion_radius, config.reach_distance, anchor
-            )
-            loss, terms = motion, {"motion": motion.item()}
+            if held is None:
+                motion = motion_supervision_loss(
+                    features, handles, targets, config.motion_radius, config.reach_distance, anchor
+                )
+                loss, terms = motion, {"motion": motion.item()}
+            else:
+                hold = config.hold_weight * hold_loss(features, handles, held, config.motion_radius)
+                loss, terms = hold, {"hold": hold.item()}
+                text_updates += 1
             if use_background:
                 prediction = ddim_step(z, eps, alpha, alpha_prev)
                 keep = config.background_weight * background_loss(
@@ -262,7 +284,8 @@ def _optimise(
                     z, ppr_reference, ppr_region, config.ppr_mode, alpha
                 )
                 loss, terms["ppr"] = loss + prior, prior.item()
-            if config.clip_weight > 0 and iteration % config.clip_every == 0:
+            rewarded = held is not None or not text_phase
+            if config.clip_weight > 0 and rewarded and iteration % config.clip_every == 0:
                 score = reward(decoder(predict_x0(z, eps, alpha)).float()).mean()
                 loss, terms["clip_reward"] = loss - config.clip_weight * score, score.item()
             step = DragStep(iteration, to_image(handles), loss.item(), terms)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import DragConfig
+from .config import TEXT_EDIT_CLIP_WEIGHT, DragConfig
 
 __all__ = ["ClipTerm", "Guidance", "PriorTerm", "apply_guidance"]
 
@@ -31,8 +31,9 @@ class ClipTerm:
     architecture: str
     text: str
     source_text: str | None = None
-    weight: float = 1.0
+    weight: float = TEXT_EDIT_CLIP_WEIGHT
     every: int = 1
+    iterations: int = 20  # the text-edit phase after the drag (0: the reward acts during it)
 
 
 Guidance = tuple[PriorTerm | ClipTerm, ...]
@@ -67,5 +68,9 @@ def apply_guidance(
     if prior is not None:
         changes |= {"ppr_weight": prior.weight, "ppr_mode": prior.mode, "ppr_window": prior.window}
     if clip is not None:
-        changes |= {"clip_weight": clip.weight, "clip_every": clip.every}
+        changes |= {
+            "clip_weight": clip.weight,
+            "clip_every": clip.every,
+            "clip_iterations": clip.iterations,
+        }
     return (config.replace(**changes) if changes else config), clip

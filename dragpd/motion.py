@@ -85,6 +85,18 @@ def motion_supervision_loss(
     return (2 * radius + 1) ** 2 * per_pair.sum()
 
 
+def hold_loss(features: Tensor, handles: Tensor, held_patches: Tensor, radius: int = 1) -> Tensor:
+    """Σᵢ (2r+1)² · mean|F(Ω(hᵢ)) − sg(held patchᵢ)|: keep moved content where it arrived.
+
+    Args:
+        features: ``(C, h, w)`` with grad; handles: ``(N, 2)`` (x, y) cells;
+        held_patches: ``(N, C, 2r+1, 2r+1)`` sampled at the handles when they arrived.
+    """
+    handles = handles.to(features.device, features.dtype)
+    patches = sample_patches(features, handles, radius)
+    return (patches - held_patches).abs().mean(dim=(1, 2, 3)).sum() * (2 * radius + 1) ** 2
+
+
 def background_loss(prediction: Tensor, reference: Tensor, editable: Tensor) -> Tensor:
     """Σ|(z_{t−1}(z) − z_{t−1}(z*)) ⊙ (1 − M)|: keep the one-step prediction outside M.
 

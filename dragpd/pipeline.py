@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .checkpoint import SD15, Sd15Architecture, load_sd15_checkpoint
-from .config import DragConfig
+from .config import TEXT_EDIT_CLIP_WEIGHT, DragConfig
 from .drag import DragCallback, DragResult, drag
 from .inversion import denoise, invert
 from .lora import export_comfy_lora, import_comfy_lora, lora_cache_key, remove_lora, train_lora
@@ -156,6 +156,19 @@ class DragPDPipeline:
     def default_config(self, **overrides) -> DragConfig:
         return DragConfig.for_model(self.model, **overrides)
 
+    def config_for(self, config: DragConfig | None, edit_text: str | None) -> DragConfig:
+        """The config an edit runs with: the model preset when ``None``, with the CLIP
+        reward on at ``TEXT_EDIT_CLIP_WEIGHT`` when there is an edit text."""
+        if config is None:
+            return self.default_config(clip_weight=TEXT_EDIT_CLIP_WEIGHT if edit_text else 0.0)
+        if edit_text and config.clip_weight == 0:
+            logger.warning(
+                "edit_text %r is not used: config.clip_weight is 0 (try %g).",
+                edit_text,
+                TEXT_EDIT_CLIP_WEIGHT,
+            )
+        return config
+
     def _prepare(self, image: Image.Image, points: DragPoints) -> tuple[Image.Image, DragPoints]:
         """Centre-crop to multiples of the VAE factor, shifting the points to match."""
         width, height = image.size
@@ -203,15 +216,17 @@ class DragPDPipeline:
             image: PIL image; centre-cropped to a multiple of the VAE factor if needed.
             points: pairs in ``image``'s pixels (``points.image_size == (H, W)``).
             prompt: text describing the image (the LoRA's and the UNet's condition).
-            edit_text: what the result should look like, for the CLIP reward (used when
-                ``config.clip_weight > 0``).
-            config: :class:`DragConfig`; this pipeline's model preset when ``None``.
+            edit_text: what the result should look like, for the CLIP reward: after the
+                drag, ``config.clip_iterations`` steps of text edit at
+                ``config.clip_weight``.
+            config: :class:`DragConfig`; this pipeline's model preset when ``None``, with
+                ``clip_weight = TEXT_EDIT_CLIP_WEIGHT`` when there is an ``edit_text``.
             source_text: with ``edit_text``, makes the CLIP reward directional
                 (the change from ``source_text`` to ``edit_text``).
             seed: seeds the LoRA's noise.
             callback: passed to :func:`~dragpd.drag.drag`.
         """
-        config = config or self.default_config()
+        config = self.config_for(config, edit_text)
         image, points = self._prepare(image, points)
         history: dict[str, dict] = {}
         clock = time.perf_counter()

@@ -98,7 +98,7 @@ class DragPDCLIPReward:
                 "weight": (
                     "FLOAT",
                     {
-                        "default": 1.0,
+                        "default": ClipTerm.weight,
                         "min": 0.0,
                         "max": 1000.0,
                         "step": 0.1,
@@ -108,11 +108,21 @@ class DragPDCLIPReward:
                 "every": (
                     "INT",
                     {
-                        "default": 4,
+                        "default": ClipTerm.every,
                         "min": 1,
                         "max": 100,
                         "tooltip": "Apply it every k-th iteration (each costs a "
                         "decode and its backward).",
+                    },
+                ),
+                "iterations": (
+                    "INT",
+                    {
+                        "default": ClipTerm.iterations,
+                        "min": 0,
+                        "max": 500,
+                        "tooltip": "Iterations of text edit after the drag, holding what "
+                        "moved in place; 0 applies the reward during the drag instead.",
                     },
                 ),
             },
@@ -130,7 +140,15 @@ class DragPDCLIPReward:
         }
 
     def build(
-        self, weights_file, architecture, edit_text, weight, every, source_text="", guidance=None
+        self,
+        weights_file,
+        architecture,
+        edit_text,
+        weight,
+        every,
+        iterations=ClipTerm.iterations,
+        source_text="",
+        guidance=None,
     ):
         if not edit_text.strip():
             raise ValueError("the CLIP Reward needs an edit text describing the result.")
@@ -142,5 +160,6 @@ class DragPDCLIPReward:
             source_text.strip() or None,
             weight,
             every,
+            iterations,
         )
         return ((*(guidance or ()), term),)

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 import nodes
-from dragpd import DragPoints
-from dragpd.guidance import ClipTerm, PriorTerm
+from dragpd import DragConfig, DragPoints
+from dragpd.guidance import ClipTerm, PriorTerm, apply_guidance
 from dragpd.inversion import Inversion
 from dragpd.tiny import TINY_PRESET, tiny_unet, tiny_vae
 from nodes import comfy_bridge as bridge
@@ -153,14 +153,18 @@ def test_guidance_chains_and_clip_without_weights_names_the_folder(tmp_path):
     weights = tmp_path / "clip.safetensors"
     weights.write_bytes(b"")
     (both,) = DragPDCLIPReward().build(
-        str(weights), "ViT-B-32", "a smile", 1.5, 4, "a face", guidance=ppr
+        str(weights), "ViT-B-32", "a smile", 1.5, 4, 12, "a face", guidance=ppr
     )
     assert both == (
         PriorTerm(2.0, "noise", "region"),
-        ClipTerm(str(weights), "ViT-B-32", "a smile", "a face", 1.5, 4),
+        ClipTerm(str(weights), "ViT-B-32", "a smile", "a face", 1.5, 4, 12),
     )
     with pytest.raises(ValueError, match=r"no open_clip weights 'missing\.bin'"):
         DragPDCLIPReward().build("missing.bin", "ViT-B-32", "a smile", 1.0, 1)
+    config, clip = apply_guidance(DragConfig(), both)
+    assert (config.clip_weight, config.clip_every, config.clip_iterations) == (1.5, 4, 12)
+    assert (config.ppr_weight, config.ppr_mode, config.ppr_window) == (2.0, "noise", "region")
+    assert clip == both[1]
 
 
 def test_lora_save_names_cannot_escape_the_folder(tmp_path):

@@ -50,3 +50,16 @@ def test_points_for_another_image_size_are_refused():
 
     with pytest.raises(ValueError, match="points refer to a 64×64 image"):
         pipeline().edit(Image.new("RGB", (128, 128)), DragPoints([[1, 1]], [[9, 9]], (64, 64)), "x")
+
+
+def test_an_edit_text_turns_the_reward_on_unless_the_config_says_otherwise(caplog):
+    from dragpd.config import TEXT_EDIT_CLIP_WEIGHT
+
+    pipe = pipeline()
+    assert pipe.config_for(None, None).clip_weight == 0
+    assert pipe.config_for(None, "a blue circle").clip_weight == TEXT_EDIT_CLIP_WEIGHT
+    mine = DragConfig(clip_weight=2.0)
+    assert pipe.config_for(mine, "a blue circle") is mine
+    with caplog.at_level("WARNING", logger="dragpd.pipeline"):
+        assert pipe.config_for(DragConfig(), "a blue circle").clip_weight == 0
+    assert "edit_text 'a blue circle' is not used" in caplog.text

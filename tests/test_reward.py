@@ -143,7 +143,7 @@ def test_in_drag_weight_zero_is_the_baseline_and_a_weight_acts(unet, edit, clip)
         unet,
         inversion,
         points,
-        config.replace(clip_weight=50.0, clip_every=2),
+        config.replace(clip_weight=50.0, clip_every=2, clip_iterations=0),
         reward=reward,
         decoder=decoder,
     )
@@ -164,11 +164,29 @@ def test_a_reward_built_inside_inference_mode_works_in_the_drag(unet, edit, clip
             unet,
             inversion,
             points,
-            config.replace(clip_weight=5.0, max_iterations=2),
+            config.replace(clip_weight=5.0, max_iterations=1, clip_iterations=1),
             reward=reward,
             decoder=decoder,
         )
     assert result.iterations == 2 and "clip_reward" in result.history[1].terms
+
+
+def test_the_text_edit_follows_the_drag_and_holds_what_moved(unet, edit, clip):
+    inversion, points, config = edit
+    reward = ClipReward.from_open_clip(*clip, "a blue circle", "a red circle")
+    decoder = latent_decoder(tiny_vae())
+    config = config.replace(clip_weight=50.0, clip_iterations=4)
+    result = drag(unet, inversion, points, config, reward=reward, decoder=decoder)
+    phases = [tuple(sorted(step.terms)) for step in result.history]
+    drag_terms = ("background", "motion", "ppr")
+    text_terms = ("background", "clip_reward", "hold", "ppr")
+    assert phases == [drag_terms] * 6 + [text_terms] * 4 + [()]  # then the final positions
+    assert result.iterations == 10 and result.stop_reason == "max_iterations"
+    text = result.history[6:]
+    assert all(torch.equal(step.handles, text[0].handles) for step in text)  # no tracking
+    assert text[0].terms["hold"] == pytest.approx(0.0, abs=1e-6)
+    rewards = [step.terms["clip_reward"] for step in text[:4]]
+    assert rewards[-1] > rewards[0], rewards
 
 
 def test_clip_weight_without_a_reward_is_refused(unet, edit):

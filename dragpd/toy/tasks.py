@@ -92,24 +92,27 @@ def tasks(seeds, count: int, distance: float, recolor: bool = False) -> list[Dra
 def run_task(pipe, task: DragTask, config: DragConfig) -> dict:
     """Edit with ``pipe`` and score it; returns the score fields plus run facts."""
     scene = task.scene
+    text = task.edit_text if config.clip_weight > 0 else None  # else measured without it
     result = pipe.edit(
         scene.image,
         task.points,
         scene.caption,
-        edit_text=task.edit_text,
+        edit_text=text,
         config=config,
-        source_text=scene.caption if task.edit_text else None,
+        source_text=scene.caption if text else None,
     )
     target = np.asarray(task.shape["center"]) + np.asarray(task.offset)
-    score: EditScore = score_drag(scene.image, result.image, task.shape, target)
+    new_rgb = None if task.new_color is None else COLORS[task.new_color]
+    score: EditScore = score_drag(scene.image, result.image, task.shape, target, new_rgb)
     row = dict(score.__dict__)
     row["iterations"] = result.drag.iterations
     lora = result.history.get("lora", {}).get("seconds", 0.0)
     row["seconds"] = result.seconds - lora  # the scene's LoRA is trained once and cached
     row["lora_seconds"] = lora
     row["tracked_error"] = float(np.linalg.norm(result.handles[0].numpy() - target))
-    if task.new_color is not None:
-        row["recolored"] = _recolored(result.image, task, target)
+    if task.new_color is not None:  # a recolour that loses the shape is no success
+        kept = 0.5 <= score.area_ratio <= 2.0
+        row["recolored"] = kept and _recolored(result.image, task, target)
     return row
 
 
