@@ -222,6 +222,9 @@ def _optimise(
 
     z = z0.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=config.lr)
+    # float16 autocast: scale the loss so small gradients survive the half-precision backward
+    # (DragDiffusion does the same); a no-op otherwise.
+    scaler = torch.amp.GradScaler(z.device.type, enabled=config.autocast_dtype == "float16")
     history: list[DragStep] = []
     stop_reason = "max_iterations"
     updates = text_updates = 0
@@ -294,8 +297,9 @@ def _optimise(
                 stop_reason = "callback"
                 break
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             updates += 1
             if config.latent_blending and region_latent is not None:
                 with torch.no_grad():

@@ -68,6 +68,20 @@ def torch_device() -> torch.device:
     return torch.device("cpu")
 
 
+def autocast_dtype(model) -> str | None:
+    """The drag loop's autocast dtype: the one ComfyUI computes this MODEL in, on a GPU.
+
+    The converted UNet keeps float32 weights (the LoRA and the latent train in float32);
+    autocast runs its matmuls in ComfyUI's half precision, as DragDiffusion does on CUDA.
+    None on the CPU, in the fallback, and when ComfyUI computes in float32.
+    """
+    if not HAVE_COMFY or torch_device().type == "cpu":
+        return None
+    inner = model.model
+    dtype = getattr(inner, "manual_cast_dtype", None) or inner.get_dtype()
+    return {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(dtype)
+
+
 def storage_device() -> torch.device:
     """Where tensors rest between nodes (no VRAM held)."""
     if HAVE_COMFY:

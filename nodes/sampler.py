@@ -121,6 +121,8 @@ class DragPDSampler:
         config = dragpd.DragConfig.for_model("sd15", **(settings or {}))
         config = config.replace(max_iterations=iterations, lr=lr, dwpt_beta=dwpt_beta)
         config, clip_term = apply_guidance(config, guidance)
+        if config.autocast_dtype is None:
+            config = config.replace(autocast_dtype=bridge.autocast_dtype(model))
         unet = bridge.unet_for(model)
         device = next(unet.parameters()).device
         reward = decoder = None

@@ -44,6 +44,18 @@ def test_handles_travel_toward_their_targets(unet, inversion, beta):
     assert not result.latent.requires_grad
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_autocast_drags_like_float32(unet, inversion, dtype):
+    # What the ComfyUI bridge asks for on a GPU (float16 with loss scaling); here on the CPU.
+    full = drag(unet, inversion, POINTS, config(max_iterations=20))
+    half = drag(unet, inversion, POINTS, config(max_iterations=20, autocast_dtype=dtype))
+    assert half.latent.dtype == full.latent.dtype and torch.isfinite(half.latent).all()
+    assert half.iterations == full.iterations
+    start = distance_to_target(full.history[0].handles)
+    assert distance_to_target(half.handles) < start - 5  # it moved, like float32 does
+    assert distance_to_target(full.handles) < start - 5
+
+
 def test_nothing_passed_in_is_modified(unet, inversion):
     before = [
         inversion.latent.clone(),
