@@ -169,8 +169,9 @@ class DragPDPipeline:
             )
         return config
 
-    def _prepare(self, image: Image.Image, points: DragPoints) -> tuple[Image.Image, DragPoints]:
-        """Centre-crop to multiples of the VAE factor, shifting the points to match."""
+    def prepare(self, image: Image.Image, points: DragPoints) -> tuple[Image.Image, DragPoints]:
+        """The image :meth:`edit` works on — centre-cropped to multiples of the VAE factor —
+        and the points shifted to match (what ``EditResult.handles`` refer to)."""
         width, height = image.size
         if points.image_size != (height, width):
             raise ValueError(
@@ -227,7 +228,7 @@ class DragPDPipeline:
             callback: passed to :func:`~dragpd.drag.drag`.
         """
         config = self.config_for(config, edit_text)
-        image, points = self._prepare(image, points)
+        image, points = self.prepare(image, points)
         history: dict[str, dict] = {}
         clock = time.perf_counter()
 
