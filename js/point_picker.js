@@ -57,22 +57,26 @@ class PointEditor {
                                    ["Eraser", () => this.toggleBrush(true)]]) {
       const button = document.createElement("button");
       button.textContent = label;
-      button.onclick = (e) => { e.preventDefault(); action(); };
+      button.onclick = (e) => { e.preventDefault(); action(); this.redraw(); };
       this.toolbar.append(button);
     }
+    this.toolButtons = { brush: this.toolbar.children[3], eraser: this.toolbar.children[4] };
     this.size = document.createElement("input");
     Object.assign(this.size, { type: "range", min: 1, max: 128, value: this.brush.radius,
                                title: "brush radius (image px)" });
-    this.size.oninput = () => { this.brush.radius = Number(this.size.value); };
+    this.size.oninput = () => { this.brush.radius = Number(this.size.value); this.redraw(); };
     this.toolbar.append(this.size);
     this.canvas = document.createElement("canvas");
-    this.canvas.style.cssText = "width:100%;flex:1;min-height:160px;background:#222";
+    this.canvas.style.cssText = "width:100%;flex:1;min-height:160px;background:#222;outline:none";
+    this.canvas.tabIndex = 0; // focusable, so Ctrl+Z here undoes an edit of the points
     this.root.append(this.toolbar, this.canvas, this.file);
     this.listeners = [
       [this.canvas, "pointerdown", (e) => this.onDown(e)],
       [this.canvas, "pointermove", (e) => this.onMove(e)],
       [this.canvas, "pointerup", (e) => this.onUp(e)],
       [this.canvas, "contextmenu", (e) => this.onRightClick(e)],
+      [this.canvas, "pointerleave", () => { this.hover = null; this.redraw(); }],
+      [this.canvas, "keydown", (e) => this.onKey(e)],
     ];
     for (const [target, type, fn] of this.listeners) target.addEventListener(type, fn);
     this.observer = new ResizeObserver(() => this.redraw());
@@ -89,6 +93,28 @@ class PointEditor {
 
   toggleBrush(erase) {
     this.brush = { ...this.brush, on: !(this.brush.on && this.brush.erase === erase), erase };
+    const active = "outline:2px solid #4fc3f7";
+    this.toolButtons.brush.style.cssText = this.brush.on && !erase ? active : "";
+    this.toolButtons.eraser.style.cssText = this.brush.on && erase ? active : "";
+  }
+
+  onKey(e) {
+    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") {
+      e.preventDefault();
+      e.stopPropagation(); // the points' undo, not the graph's
+      this.apply(undo(this.state));
+    }
+  }
+
+  /** One line under the image: what the next click does. */
+  hint() {
+    if (this.brush.on) {
+      return `${this.brush.erase ? "eraser" : "brush"} r=${this.brush.radius}px — click ` +
+        `${this.brush.erase ? "Eraser" : "Brush"} again for points`;
+    }
+    const n = this.state.pairs.length;
+    if (this.state.pending) return `pair ${n + 1}: click its target`;
+    return `${n} pair${n === 1 ? "" : "s"} — click a handle; drag to move, right-click deletes`;
   }
 
   /** Show an image; points move with it when its size changes but not its shape. */
@@ -177,6 +203,10 @@ class PointEditor {
   }
 
   onMove(e) {
+    if (this.brush.on) {
+      this.hover = this.eventPoint(e);
+      if (!this.stroke) this.redraw();
+    }
     if (this.stroke) {
       this.stroke.points.push(this.eventPoint(e).map((v) => Math.round(v * 10) / 10));
       this.redraw();
@@ -283,6 +313,19 @@ class PointEditor {
       ctx.arc(px, py, 6, 0, 2 * Math.PI);
       ctx.stroke();
     }
+    if (this.brush.on && this.hover) { // the brush's footprint under the pointer
+      const [bx, by] = t.toCanvas(this.hover);
+      ctx.strokeStyle = "rgba(255,255,255,0.8)";
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.arc(bx, by, this.brush.radius * t.scale, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    ctx.lineWidth = 3; // outlined text: readable on any image, hides nothing
+    ctx.strokeStyle = "rgba(0,0,0,0.8)";
+    ctx.strokeText(this.hint(), 4, rect.height - 5);
+    ctx.fillStyle = "#eee";
+    ctx.fillText(this.hint(), 4, rect.height - 5);
   }
 
   destroy() {

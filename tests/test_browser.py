@@ -323,4 +323,7 @@ def test_points_move_delete_undo_and_the_brush_paints_the_mask(page, tmp_path):
     assert abs(xs.min().item() - (20 - radius)) <= 1 and abs(xs.max().item() - (40 + radius)) <= 1
     assert abs(ys.float().mean().item() - 50) <= 0.5
     assert len(document()["pairs"]) == 2  # painting placed no points
+    page.keyboard.press("Control+z")  # the canvas has focus: undoes the stroke, not the graph
+    assert document()["mask"]["strokes"] == [] and len(document()["pairs"]) == 2
+    assert page.evaluate("() => app.graph.nodes.length") == len(workflow["nodes"])
     assert not page.errors, page.errors
