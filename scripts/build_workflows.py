@@ -156,19 +156,8 @@ def ablation() -> dict:
             "reach_distance": 2.0,
         },
     )
-    graph[13] = (
-        "DragPDSampler",
-        {
-            "model": (6, 0),
-            "inversion": (7, 0),
-            "points": (3, 1),
-            "iterations": 80,
-            "lr": 0.01,
-            "dwpt_beta": 0.0,
-            "seed": 0,
-            "settings": (12, 0),
-        },
-    )
+    # the same sampler as DragPD's, with NN tracking and the DragDiffusion settings
+    graph[13] = ("DragPDSampler", {**graph[8][1], "dwpt_beta": 0.0, "settings": (12, 0)})
     graph[14] = (
         "DragPDDecode",
         {"vae": (1, 2), "latent": (13, 0), "points": (13, 1), "original": (3, 0)},
